@@ -1,0 +1,1 @@
+"""Canonical types, money and errors. Imports nothing else of modelmart; does no I/O."""

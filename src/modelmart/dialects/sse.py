@@ -1,0 +1,61 @@
+"""Server-sent events framing, shared by every SSE dialect."""
+
+from __future__ import annotations
+
+
+def sse(data: bytes, event: str | None = None) -> bytes:
+    """One SSE frame. ``data`` must not contain newlines (compact JSON never does)."""
+    if event is None:
+        return b"data: " + data + b"\n\n"
+    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+class SSEParser:
+    """Incremental SSE parser: feed raw bytes as they arrive, get complete events back.
+
+    Follows the WHATWG rules that matter for LLM APIs: CRLF, CR or LF line ends, ``:``
+    comments, multi-line ``data`` joined with newlines, a blank line dispatches.
+    """
+
+    __slots__ = ("_buf", "_event", "_data")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._event: str | None = None
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
+        out: list[tuple[str | None, bytes]] = []
+        buf = self._buf + chunk
+        if b"\r" in buf:
+            # A trailing lone CR may be the first half of CRLF: keep it for the next chunk.
+            keep_cr = buf.endswith(b"\r")
+            if keep_cr:
+                buf = buf[:-1]
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if keep_cr:
+                buf += b"\r"
+        lines = buf.split(b"\n")
+        self._buf = lines.pop()
+        for line in lines:
+            if not line:
+                if self._data:
+                    out.append((self._event, b"\n".join(self._data)))
+                self._event = None
+                self._data = []
+                continue
+            if line.startswith(b":"):
+                continue
+            name, _, value = line.partition(b":")
+            if value.startswith(b" "):
+                value = value[1:]
+            if name == b"data":
+                self._data.append(value)
+            elif name == b"event":
+                self._event = value.decode("utf-8", "replace")
+        return out
+
+    def close(self) -> list[tuple[str | None, bytes]]:
+        """Flush an event left without its closing blank line (a truncated stream)."""
+        rest = self.feed(b"\n\n") if (self._buf or self._data) else []
+        return rest
