@@ -112,8 +112,12 @@ class Request:
     response_format: ResponseFormat | None = None
     stream: bool = False
     user: str | None = None
-    # Extra, provider-specific fields the client sent and we pass through unchanged.
+    # Extra, provider-specific fields the client sent. They are passed through unchanged
+    # only to upstreams that speak the client's dialect (``source``): an OpenAI-only field
+    # would be an error at Anthropic.
     extra: dict[str, Any] = field(default_factory=dict)
+    # The dialect the client spoke ("openai", "anthropic", ...); set by the API surface.
+    source: str = ""
 
     def needs_images(self) -> bool:
         for m in self.messages:

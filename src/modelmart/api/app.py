@@ -1,0 +1,129 @@
+"""``create_app(settings)``: the ASGI application, built once, no module-level state."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from modelmart.core.errors import GatewayError, NotFound
+from modelmart.dialects import anthropic_messages, openai_chat
+from modelmart.providers.base import Provider
+from modelmart.providers.http import new_session
+from modelmart.providers.registry import provider_class
+from modelmart.routing import Router
+
+from .http import Receive, Scope, Send, header, send_json
+from .models import get_model, list_models
+from .settings import Settings
+from .surface import Surface, handle_chat
+
+log = logging.getLogger("modelmart")
+
+OPENAI_CHAT = Surface("openai", openai_chat, "chatcmpl-")
+ANTHROPIC_MESSAGES = Surface("anthropic", anthropic_messages, "msg_")
+
+
+class App:
+    """The gateway as an ASGI callable. Providers start in the lifespan startup."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.catalog = settings.load_catalog()
+        created = int(time.time())
+        for entry in self.catalog.models.values():
+            entry.created = entry.created or created
+        self.providers: dict[str, Provider] = {}
+        self.router = Router(self.catalog, self.providers)
+        self.http = None
+        self._routes = {
+            ("POST", "/v1/chat/completions"): self._openai_chat,
+            ("POST", "/chat/completions"): self._openai_chat,
+            ("POST", "/v1/messages"): self._anthropic_messages,
+            ("GET", "/v1/models"): self._list_models,
+            ("GET", "/models"): self._list_models,
+            ("GET", "/health"): self._health,
+        }
+
+    # ---- lifecycle ------------------------------------------------------------------
+    async def startup(self) -> None:
+        self.http = new_session()
+        for dep in self.catalog.deployments():
+            provider = provider_class(dep.config.kind)(dep.config, self.http)
+            await provider.start()
+            self.providers[dep.name] = provider
+        log.info("modelmart ready: %d models, %d deployments",
+                 len(self.catalog.models), len(self.providers))
+
+    async def shutdown(self) -> None:
+        for provider in self.providers.values():
+            try:
+                await provider.aclose()
+            except Exception:  # keep closing the others
+                log.exception("closing a provider failed")
+        if self.http is not None:
+            await self.http.close()
+
+    # ---- ASGI -----------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            handler = self._routes.get((scope["method"], scope["path"]))
+            if handler is not None:
+                await handler(scope, receive, send)
+            else:
+                await self._fallback_route(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _openai_chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await handle_chat(self, OPENAI_CHAT, scope, receive, send)
+
+    async def _anthropic_messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await handle_chat(self, ANTHROPIC_MESSAGES, scope, receive, send)
+
+    async def _list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await list_models(self, scope, receive, send)
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_json(send, 200, {"status": "ok", "models": len(self.catalog.models)})
+
+    async def _fallback_route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path, method = scope["path"], scope["method"]
+        for prefix in ("/v1/models/", "/models/"):
+            if path.startswith(prefix) and method == "GET":
+                await get_model(self, path[len(prefix):], scope, receive, send)
+                return
+        dialect = anthropic_messages if header(scope, b"anthropic-version") else openai_chat
+        known = any(p == path for _, p in self._routes)
+        err: GatewayError = NotFound(f"No route for {method} {path}.")
+        if known:
+            err = GatewayError(f"Method {method} is not allowed for {path}.", status=405)
+            err.kind = "invalid_request"
+        status, body = dialect.encode_error(err)
+        await send_json(send, status, body)
+
+
+def create_app(settings: Settings | None = None) -> App:
+    return App(settings or Settings())
+
+
+def app_from_env() -> App:
+    """Factory for ``uvicorn --factory`` and multi-worker serving: settings from the env."""
+    return create_app(Settings.from_env())

