@@ -76,7 +76,9 @@ def test_streamed_tool_input_reassembles(client, model, fakes):
 def test_parameters_reach_openai_upstream(client, fakes):
     openai_fake, _ = fakes
     client.messages.create(
-        model="gpt-fake", max_tokens=21, system="be brief", temperature=0.3, top_p=0.7,
+        model="gpt-fake", max_tokens=21, system="be brief",
+        # anthropic>=2.14 no longer takes sampling arguments; the wire still carries them.
+        extra_body={"temperature": 0.3, "top_p": 0.7},
         stop_sequences=["STOP"], tools=[WEATHER],
         tool_choice={"type": "tool", "name": "get_weather"},
         messages=[{"role": "user", "content": "hi"}])

@@ -18,10 +18,11 @@ BUNDLED_MODEL_ID = "smollm2-135m"
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-_MODEL_KEYS = {"deployments", "strategy", "description", "owned_by"}
+_MODEL_KEYS = {"deployments", "strategy", "description", "owned_by", "price", "max_output_tokens"}
 _DEPLOYMENT_KEYS = {
     "provider", "model", "base_url", "api_key", "auth_header", "headers",
     "unsupported_params", "timeouts", "weight", "region", "capabilities", "options", "name",
+    "cost",
 }
 _STRATEGIES = {"fallback", "weighted", "least-latency", "lowest-cost"}
 
@@ -93,6 +94,7 @@ def _deployment(model_id: str, index: int, data: Any) -> Deployment:
         config=cfg,
         weight=float(data.get("weight", 1.0)),
         region=data.get("region"),
+        cost=data.get("cost"),
     )
 
 
@@ -102,7 +104,9 @@ def _model(model_id: str, data: Any) -> ModelEntry:
         raise CatalogError(f"{where}: must be a mapping")
     if "deployments" not in data and "provider" in data:
         # Shorthand: a model with a single deployment written inline.
-        data = {"deployments": [data]}
+        inline = {k: v for k, v in data.items() if k not in _MODEL_KEYS - {"deployments"}}
+        data = {k: v for k, v in data.items() if k in _MODEL_KEYS}
+        data["deployments"] = [inline]
     _check_keys(data, _MODEL_KEYS, where)
     raw = data.get("deployments")
     if not isinstance(raw, list) or not raw:
@@ -117,6 +121,8 @@ def _model(model_id: str, data: Any) -> ModelEntry:
         strategy=strategy,
         owned_by=str(data.get("owned_by") or data["deployments"][0].get("provider", "modelmart")),
         description=data.get("description"),
+        price=data.get("price"),
+        max_output_tokens=int(data.get("max_output_tokens", 4096)),
     )
 
 
@@ -139,11 +145,12 @@ def parse_catalog(data: Any) -> Catalog:
     if not isinstance(data, dict):
         raise CatalogError("the catalog file must be a YAML mapping with a 'models' key")
     data = _interpolate(data, "")
-    _check_keys(data, {"models", "bundled_model", "server"}, "top level")
+    _check_keys(data, {"models", "bundled_model", "server", "pricing"}, "top level")
     models = data.get("models") or {}
     if not isinstance(models, dict):
         raise CatalogError("models: must be a mapping of model id to its definition")
-    catalog = Catalog()
+    pricing = data.get("pricing") or {}
+    catalog = Catalog(default_markup=str(pricing.get("default_markup", "0")))
     if data.get("bundled_model", True) and BUNDLED_MODEL_ID not in models:
         catalog.models[BUNDLED_MODEL_ID] = bundled_entry()
     for model_id, spec in models.items():

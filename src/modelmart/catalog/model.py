@@ -17,6 +17,9 @@ class Deployment:
     config: ProviderConfig
     weight: float = 1.0
     region: str | None = None
+    # Provider cost override (USD per million tokens, one version or a list of versions);
+    # None: the shipped price book by provider kind and upstream model.
+    cost: dict | list | None = None
 
 
 @dataclass(slots=True)
@@ -27,11 +30,17 @@ class ModelEntry:
     owned_by: str = "modelmart"
     description: str | None = None
     created: int = 0
+    # Customer price: list prices per million tokens (one version or a list), or
+    # {"markup": "0.25"}; None: the catalog's default markup over cost.
+    price: dict | list | None = None
+    # Output cap assumed for budget reservations when a request sets no max_tokens.
+    max_output_tokens: int = 4096
 
 
 @dataclass(slots=True)
 class Catalog:
     models: dict[str, ModelEntry] = field(default_factory=dict)
+    default_markup: str = "0"  # a decimal fraction: "0.2" sells at cost + 20%
 
     def get(self, model_id: str) -> ModelEntry:
         entry = self.models.get(model_id)

@@ -38,7 +38,7 @@ def decode_response(data: Any) -> Response:
         model=_text_field(data, "model"),
         content=blocks,
         stop_reason=decode_stop(data.get("stop_reason")),
-        stop_sequence=data.get("stop_sequence"),
+        stop_sequence=_optional_str(data.get("stop_sequence")),
         usage=decode_usage(data.get("usage")),
     )
 
@@ -48,6 +48,10 @@ def _text_field(data: dict, key: str) -> str:
     if not isinstance(value, str):
         raise malformed(f"{key} is not a string")
     return value
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def decode_block(raw: Any) -> Block | None:

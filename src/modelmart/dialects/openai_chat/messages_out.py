@@ -61,7 +61,7 @@ def _tool_message(block: ToolResultBlock) -> dict[str, Any]:
 def _assistant(msg: Message) -> list[dict[str, Any]]:
     # Thinking blocks are dropped: OpenAI upstreams neither accept nor need them back.
     texts = [b.text for b in msg.content if isinstance(b, TextBlock)]
-    calls = [_tool_call(b) for b in msg.content if isinstance(b, ToolUseBlock)]
+    calls = [tool_call(b) for b in msg.content if isinstance(b, ToolUseBlock)]
     if not texts and not calls:
         return []
     out: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
@@ -70,7 +70,7 @@ def _assistant(msg: Message) -> list[dict[str, Any]]:
     return [out]
 
 
-def _tool_call(block: ToolUseBlock) -> dict[str, Any]:
+def tool_call(block: ToolUseBlock) -> dict[str, Any]:
     return {
         "id": block.id,
         "type": "function",

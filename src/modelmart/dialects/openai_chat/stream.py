@@ -1,0 +1,223 @@
+"""Streamed chat completions: ``chat.completion.chunk`` SSE frames, both ways."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from modelmart.core.errors import UpstreamError
+from modelmart.core.ids import new_id
+from modelmart.core.types import (
+    BlockStart,
+    BlockStop,
+    MessageEnd,
+    MessageStart,
+    StreamEvent,
+    TextBlock,
+    TextDelta,
+    ThinkingBlock,
+    ThinkingDelta,
+    ToolArgsDelta,
+    ToolUseBlock,
+    Usage,
+)
+from modelmart.dialects.sse import sse
+
+from .errors import encode_error, stream_error
+from .usage import decode_usage, encode_usage, finish_reason, stop_reason
+
+DONE = b"data: [DONE]\n\n"
+
+
+class StreamEncoder:
+    """Canonical events -> SSE frames a client of the OpenAI SDK reads as ChatCompletionChunks."""
+
+    def __init__(self, model: str, include_usage: bool = False) -> None:
+        self.model = model
+        self.include_usage = include_usage
+        self.id = new_id("chatcmpl-")
+        self.created = int(time.time())
+        self._tool_index: dict[int, int] = {}  # canonical block index -> OpenAI tool_calls index
+
+    def event(self, ev: StreamEvent) -> bytes:
+        if isinstance(ev, MessageStart):
+            self.id = ev.id or self.id
+            self.created = ev.created or self.created
+            return self._chunk({"role": "assistant", "content": ""})
+        if isinstance(ev, TextDelta):
+            return self._chunk({"content": ev.text}) if ev.text else b""
+        if isinstance(ev, ThinkingDelta):
+            return self._chunk({"reasoning_content": ev.text}) if ev.text else b""
+        if isinstance(ev, BlockStart) and isinstance(ev.block, ToolUseBlock):
+            return self._tool_start(ev.index, ev.block)
+        if isinstance(ev, ToolArgsDelta):
+            call = {"index": self._tool_index.get(ev.index, 0), "function": {"arguments": ev.partial_json}}
+            return self._chunk({"tool_calls": [call]})
+        if isinstance(ev, MessageEnd):
+            return self._end(ev)
+        return b""  # BlockStart of text/thinking and BlockStop have no OpenAI frame
+
+    def error(self, err: BaseException) -> bytes:
+        # The openai SDK raises APIError for a data payload carrying an "error" object.
+        return sse(orjson.dumps(encode_error(err)[1]))
+
+    def end(self) -> bytes:
+        return DONE
+
+    def _tool_start(self, index: int, block: ToolUseBlock) -> bytes:
+        n = self._tool_index[index] = len(self._tool_index)
+        # Canonical streams start tool calls with input {}; a producer that already knows
+        # the whole input gives it here, and it must not be lost.
+        args = orjson.dumps(block.input).decode() if block.input else ""
+        call = {"index": n, "id": block.id, "type": "function", "function": {"name": block.name, "arguments": args}}
+        return self._chunk({"tool_calls": [call]})
+
+    def _end(self, ev: MessageEnd) -> bytes:
+        out = self._chunk({}, finish_reason(ev.stop_reason))
+        if self.include_usage:
+            out += self._frame([], encode_usage(ev.usage))
+        return out
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return self._frame([choice], None)
+
+    def _frame(self, choices: list, usage: dict | None) -> bytes:
+        chunk: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
+        if self.include_usage:
+            chunk["usage"] = usage  # as OpenAI does: null on every chunk but the last
+        return sse(orjson.dumps(chunk))
+
+
+class StreamDecoder:
+    """Upstream SSE data payloads -> canonical events.
+
+    OpenAI sends the finish_reason before the usage chunk, so MessageEnd is held back until
+    ``[DONE]`` (or ``close()``) to carry the final usage. ``[DONE]`` is the upstream saying
+    it finished, so it ends the message even without a finish_reason (end_turn); a body that
+    just stops before any finish_reason is a failure.
+    """
+
+    def __init__(self) -> None:
+        self._started = False
+        self._ended = False
+        self._open: tuple | None = None  # ("text",), ("thinking",) or ("tool", openai index)
+        self._index = -1  # canonical index of the open block
+        self._closed_tools: set[int] = set()
+        self._finish: str | None = None
+        self._saw_tool = False
+        self._usage = Usage()
+
+    def feed(self, event_name: str | None, data: bytes) -> list[StreamEvent]:
+        if self._ended:
+            return []
+        if data.strip() == b"[DONE]":
+            return self._finish_events(done=True)
+        chunk = _parse_chunk(data)
+        if "error" in chunk and chunk["error"]:
+            raise stream_error(chunk["error"])
+        out: list[StreamEvent] = []
+        if not self._started:
+            self._started = True
+            created = chunk.get("created")
+            out.append(MessageStart(str(chunk.get("id") or ""), str(chunk.get("model") or ""),
+                                    created=created if isinstance(created, int) else 0))
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = decode_usage(chunk["usage"])
+        choices = chunk.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            out.extend(self._choice(choices[0]))
+        return out
+
+    def close(self) -> list[StreamEvent]:
+        if self._ended:
+            return []
+        return self._finish_events(done=False)
+
+    def _finish_events(self, done: bool) -> list[StreamEvent]:
+        if self._finish is None and not done:
+            raise UpstreamError("upstream stream ended before it finished")
+        self._ended = True
+        out = [] if self._started else [MessageStart("", "")]
+        out.extend(self._close_block())
+        out.append(MessageEnd(stop_reason(self._finish, self._saw_tool), self._usage))
+        return out
+
+    def _choice(self, choice: dict) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            thinking = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(thinking, str) and thinking:
+                out.extend(self._switch(("thinking",), lambda: ThinkingBlock("")))
+                out.append(ThinkingDelta(self._index, thinking))
+            text = delta.get("content")
+            if isinstance(text, str) and text:
+                out.extend(self._switch(("text",), lambda: TextBlock("")))
+                out.append(TextDelta(self._index, text))
+            for call in delta.get("tool_calls") or ():
+                out.extend(self._tool_delta(call))
+        if choice.get("finish_reason"):
+            self._finish = choice["finish_reason"]
+        return out
+
+    def _tool_delta(self, call: Any) -> list[StreamEvent]:
+        if not isinstance(call, dict):
+            raise UpstreamError("upstream stream has a malformed tool call delta")
+        n = call.get("index", 0)
+        if not isinstance(n, int):
+            raise UpstreamError("upstream stream has a tool call delta without an integer index")
+        if n in self._closed_tools:
+            raise UpstreamError("upstream interleaved tool call arguments; not supported")
+        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        out = self._switch(("tool", n), lambda: _new_tool_block(call, fn))
+        args = fn.get("arguments")
+        if isinstance(args, str) and args:
+            out.append(ToolArgsDelta(self._index, args))
+        return out
+
+    def _switch(self, key: tuple, make_block) -> list[StreamEvent]:
+        if self._open == key:
+            return []
+        out = self._close_block()
+        self._open = key
+        self._index += 1
+        block = make_block()
+        self._saw_tool = self._saw_tool or isinstance(block, ToolUseBlock)
+        out.append(BlockStart(self._index, block))
+        return out
+
+    def _close_block(self) -> list[StreamEvent]:
+        if self._open is None:
+            return []
+        if self._open[0] == "tool":
+            self._closed_tools.add(self._open[1])
+        self._open = None
+        return [BlockStop(self._index)]
+
+
+def _new_tool_block(call: dict, fn: dict) -> ToolUseBlock:
+    name = fn.get("name")
+    if not isinstance(name, str) or not name:
+        raise UpstreamError("upstream stream started a tool call without a function name")
+    return ToolUseBlock(str(call.get("id") or new_id("call_")), name, {})
+
+
+def _parse_chunk(data: bytes) -> dict[str, Any]:
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(f"upstream sent a stream chunk that is not JSON: {data[:200]!r}") from None
+    if not isinstance(chunk, dict):
+        raise UpstreamError("upstream sent a stream chunk that is not a JSON object")
+    return chunk
+

@@ -1,0 +1,68 @@
+"""Anthropic's Messages API (and servers that speak it) as an upstream."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import orjson
+
+from modelmart.core.errors import UpstreamError
+from modelmart.core.types import Request, Response, StreamEvent
+from modelmart.dialects import anthropic_messages as wire
+from modelmart.dialects.sse import SSEParser
+
+from .base import Provider
+from .http import post_json, post_stream
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+
+
+class AnthropicProvider(Provider):
+    kind = "anthropic"
+
+    @property
+    def url(self) -> str:
+        return (self.config.base_url or DEFAULT_BASE_URL).rstrip("/") + "/v1/messages"
+
+    def headers(self) -> dict[str, str]:
+        # Anthropic authenticates with x-api-key whatever auth_header says (its default,
+        # bearer, is OpenAI's); a proxy that wants more sets config.headers.
+        headers = {"content-type": "application/json", "anthropic-version": API_VERSION,
+                   "user-agent": "modelmart"}
+        if self.config.api_key:
+            headers["x-api-key"] = self.config.api_key
+        headers.update(self.config.headers)
+        return headers
+
+    def body(self, request: Request, *, stream: bool) -> bytes:
+        drop = set(self.config.unsupported_params)
+        if not self.config.supports_json_schema:
+            drop.add("output_format")
+        return orjson.dumps(
+            wire.encode_request(request, self.config.model, stream=stream, drop=drop))
+
+    async def complete(self, request: Request) -> Response:
+        raw = await post_json(self.http, self.url, self.headers(),
+                              self.body(request, stream=False), self.config, wire.decode_error)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("malformed reply from the Anthropic upstream: "
+                                "the body is not JSON") from None
+        return wire.decode_response(data)
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        body = self.body(request, stream=True)
+        async with post_stream(self.http, self.url, self.headers(), body, self.config,
+                               wire.decode_error) as chunks:
+            parser, decoder = SSEParser(), wire.StreamDecoder()
+            async for chunk in chunks:
+                for name, data in parser.feed(chunk):
+                    for event in decoder.feed(name, data):
+                        yield event
+            for name, data in parser.close():
+                for event in decoder.feed(name, data):
+                    yield event
+            for event in decoder.close():
+                yield event

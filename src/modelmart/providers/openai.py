@@ -1,0 +1,61 @@
+"""OpenAI Chat Completions (and every OpenAI-compatible server: vLLM, Ollama, Groq,
+Mistral, Azure-style proxies) as an upstream."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import orjson
+
+from modelmart.core.errors import UpstreamError
+from modelmart.core.types import Request, Response, StreamEvent
+from modelmart.dialects import openai_chat as wire
+from modelmart.dialects.sse import SSEParser
+
+from .base import Provider
+from .http import auth_headers, post_json, post_stream
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+class OpenAIProvider(Provider):
+    kind = "openai"
+
+    @property
+    def url(self) -> str:
+        return (self.config.base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
+
+    def body(self, request: Request, *, stream: bool) -> bytes:
+        payload = wire.encode_request(
+            request, self.config.model, stream=stream, drop=self.config.unsupported_params
+        )
+        return orjson.dumps(payload)
+
+    async def complete(self, request: Request) -> Response:
+        raw = await post_json(
+            self.http, self.url, auth_headers(self.config),
+            self.body(request, stream=False), self.config, wire.decode_error,
+        )
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(
+                f"malformed reply from the OpenAI upstream {self.url}: the body is not JSON"
+            ) from None
+        return wire.decode_response(data)
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        body = self.body(request, stream=True)
+        async with post_stream(
+            self.http, self.url, auth_headers(self.config), body, self.config, wire.decode_error
+        ) as chunks:
+            parser, decoder = SSEParser(), wire.StreamDecoder()
+            async for chunk in chunks:
+                for name, data in parser.feed(chunk):
+                    for event in decoder.feed(name, data):
+                        yield event
+            for name, data in parser.close():
+                for event in decoder.feed(name, data):
+                    yield event
+            for event in decoder.close():
+                yield event
