@@ -1,0 +1,128 @@
+"""The abstract Store and ``open_store(url)``, which picks the backend from the URL."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+
+from modelmart.store.errors import StoreError
+from modelmart.store.records import ApiKey, Customer, UsageRecord
+
+DEFAULT_URL = "sqlite:///modelmart.db"
+URL_ENV = "MODELMART_DATABASE_URL"
+
+
+class Store(ABC):
+    """Tables for tenancy and the ledger. Every method is one short transaction."""
+
+    @abstractmethod
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations under a lock; returns the names applied now."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    # customers
+    @abstractmethod
+    async def create_customer(self, name: str, *, rpm: int | None = None,
+                              tpm: int | None = None) -> Customer: ...
+
+    @abstractmethod
+    async def get_customer(self, name: str) -> Customer | None: ...
+
+    @abstractmethod
+    async def get_customer_by_id(self, id: int) -> Customer | None: ...
+
+    @abstractmethod
+    async def list_customers(self) -> list[Customer]: ...
+
+    # keys
+    @abstractmethod
+    async def create_key(self, key: ApiKey) -> ApiKey:
+        """Stores ``key`` (its ``id`` is ignored) and returns a copy with the new id."""
+
+    @abstractmethod
+    async def get_key(self, id: int) -> ApiKey | None: ...
+
+    @abstractmethod
+    async def list_keys(self, customer_id: int | None = None,
+                        include_revoked: bool = False) -> list[ApiKey]: ...
+
+    @abstractmethod
+    async def revoke_key(self, id: int) -> bool: ...
+
+    @abstractmethod
+    async def active_keys(self) -> list[ApiKey]: ...
+
+    @abstractmethod
+    async def change_counter(self) -> int:
+        """Moves whenever a customer or key changes; cheap enough to poll twice a second."""
+
+    # ledger
+    @abstractmethod
+    async def insert_usage(self, records: list[UsageRecord]) -> int:
+        """One transaction; rows whose request_id exists are skipped. Returns rows added."""
+
+    @abstractmethod
+    async def get_usage(self, request_id: str) -> UsageRecord | None: ...
+
+    @abstractmethod
+    async def count_usage(self) -> int: ...
+
+    # reports
+    @abstractmethod
+    async def usage_summary(self, *, customer_id: int | None = None, key_id: int | None = None,
+                            since: float | None = None, until: float | None = None,
+                            by: list[str] = []) -> list[dict]: ...
+
+    @abstractmethod
+    async def usage_rows(self, *, customer_id: int | None = None, since: float | None = None,
+                         until: float | None = None) -> list[UsageRecord]: ...
+
+    @abstractmethod
+    async def spent(self, key_id: int | None = None, customer_id: int | None = None,
+                    since: float | None = None) -> int:
+        """Sum of price_pico, exact."""
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file path in a SQLite URL or plain path; None if the URL is not SQLite."""
+    if url.startswith("sqlite://"):
+        rest = url[len("sqlite://"):]
+        # sqlite:///rel.db → "rel.db"; sqlite:////abs.db → "/abs.db" (SQLAlchemy's rule)
+        return rest[1:] if rest.startswith("/") else rest
+    if "://" not in url:
+        return url
+    return None
+
+
+async def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
+    """Connects and (unless told not to) migrates.
+
+    ``None`` means $MODELMART_DATABASE_URL, else ./modelmart.db. ``migrate=False`` is for a
+    CLI that wants to report which migrations it applied (``await store.migrate()``).
+    """
+    url = url or os.environ.get(URL_ENV) or DEFAULT_URL
+    if url.startswith(("postgresql://", "postgres://")):
+        from modelmart.store.postgres import PostgresStore
+        store: Store = await PostgresStore.connect(url)
+    else:
+        path = sqlite_path(url)
+        if not path:
+            raise StoreError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+        from modelmart.store.sqlite import SqliteStore
+        store = await SqliteStore.connect(path)
+    if not migrate:
+        return store
+    try:
+        await store.migrate()
+    except BaseException:
+        await store.close()
+        raise
+    return store

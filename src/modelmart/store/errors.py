@@ -1,0 +1,15 @@
+"""Errors raised by the store; callers map them to HTTP statuses (Conflict → 409)."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Anything the store cannot do: bad URL, broken database, failed migration."""
+
+
+class Conflict(StoreError):
+    """A unique name or id is already taken."""
+
+
+class NotFoundInStore(StoreError):
+    """A row the operation depends on does not exist."""

@@ -1,0 +1,179 @@
+"""PostgreSQL backend (asyncpg pool): several replicas share one database."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import asyncpg
+
+from modelmart.store import queries as q
+from modelmart.store import rows as r
+from modelmart.store.base import Store
+from modelmart.store.errors import Conflict, NotFoundInStore, StoreError
+from modelmart.store.migrations import MIGRATIONS, SCHEMA_MIGRATIONS_DDL, render
+from modelmart.store.records import ApiKey, Customer, UsageRecord
+
+# Any fixed number works; every modelmart process takes the same one while migrating.
+MIGRATION_LOCK = 0x6D6D_6967  # "mmig"
+
+# asyncpg array types for the usage columns, in USAGE_COLUMNS order: one INSERT ... SELECT
+# FROM unnest(arrays) writes a whole batch in a single round trip and reports its row count.
+USAGE_ARRAY_TYPES = (
+    "text", "float8", "int8", "int8", "text", "text", "text", "text", "bool", "text",
+    "int8", "int8", "int8", "int8", "int8", "int8", "int8", "float8", "float8", "int8",
+    "int8", "text", "text",
+)
+_unnest = ", ".join(f"${i}::{t}[]" for i, t in enumerate(USAGE_ARRAY_TYPES, start=1))
+_cols = [f"c{i}" for i in range(len(r.USAGE_COLUMNS))]
+INSERT_USAGE = (
+    f"INSERT INTO usage ({r.USAGE_SELECT}) "
+    f"SELECT {', '.join(_cols[:-1])}, {_cols[-1]}::jsonb "
+    f"FROM unnest({_unnest}) AS t({', '.join(_cols)}) "
+    "ON CONFLICT (request_id) DO NOTHING"
+)
+
+
+def _key_conflict(err: Exception, key: ApiKey) -> Conflict:
+    if "aws_access_key_id" in str(getattr(err, "constraint_name", "") or err):
+        return Conflict(f"aws access key id {key.aws_access_key_id!r} is already in use")
+    return Conflict(f"a key with this secret already exists (prefix {key.prefix!r})")
+
+
+class PostgresStore(Store):
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str) -> PostgresStore:
+        try:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=10)
+        except (OSError, asyncpg.PostgresError) as err:
+            raise StoreError(f"cannot connect to PostgreSQL: {err}") from err
+        return cls(pool)
+
+    async def _all(self, sql: str, params=()) -> list:
+        return await self._pool.fetch(q.numbered(sql), *params)
+
+    async def _one(self, sql: str, params=()):
+        return await self._pool.fetchrow(q.numbered(sql), *params)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def migrate(self) -> list[str]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Transaction-scoped: released on commit or rollback, even if we crash.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+            await conn.execute(render(SCHEMA_MIGRATIONS_DDL, "postgres"))
+            done = {row[0] for row in await conn.fetch("SELECT name FROM schema_migrations")}
+            applied = []
+            for migration in MIGRATIONS:
+                if migration.name in done:
+                    continue
+                for statement in migration.render("postgres"):
+                    await conn.execute(statement)
+                await conn.execute("INSERT INTO schema_migrations (name, applied_at) "
+                                   "VALUES ($1, $2)", migration.name, time.time())
+                applied.append(migration.name)
+            return applied
+
+    # customers
+    async def create_customer(self, name, *, rpm=None, tpm=None) -> Customer:
+        now = time.time()
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                new_id = await conn.fetchval(
+                    "INSERT INTO customers (name, created_at, rpm, tpm) "
+                    "VALUES ($1, $2, $3, $4) RETURNING id", name, now, rpm, tpm)
+                await conn.execute(q.BUMP_COUNTER)
+        except asyncpg.UniqueViolationError as err:
+            raise Conflict(f"customer {name!r} already exists") from err
+        return Customer(new_id, name, now, rpm, tpm)
+
+    async def _customer_where(self, cond: str, value) -> Customer | None:
+        row = await self._one(f"SELECT {', '.join(r.CUSTOMER_COLUMNS)} FROM customers "
+                              f"WHERE {cond}", (value,))
+        return r.customer_from_row(row) if row else None
+
+    async def get_customer(self, name) -> Customer | None:
+        return await self._customer_where("name = ?", name)
+
+    async def get_customer_by_id(self, id) -> Customer | None:
+        return await self._customer_where("id = ?", id)
+
+    async def list_customers(self) -> list[Customer]:
+        rows = await self._all(f"SELECT {', '.join(r.CUSTOMER_COLUMNS)} FROM customers "
+                               "ORDER BY id")
+        return [r.customer_from_row(row) for row in rows]
+
+    # keys
+    async def create_key(self, key: ApiKey) -> ApiKey:
+        cols = ", ".join(r.KEY_COLUMNS)
+        marks = ", ".join(f"${i}" for i in range(1, len(r.KEY_COLUMNS) + 1))
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                new_id = await conn.fetchval(
+                    f"INSERT INTO api_keys ({cols}) VALUES ({marks}) RETURNING id",
+                    *r.key_to_row(key))
+                await conn.execute(q.BUMP_COUNTER)
+        except asyncpg.ForeignKeyViolationError as err:
+            raise NotFoundInStore(f"customer {key.customer_id} does not exist") from err
+        except asyncpg.UniqueViolationError as err:
+            raise _key_conflict(err, key) from err
+        return replace(key, id=new_id)
+
+    async def get_key(self, id) -> ApiKey | None:
+        row = await self._one(f"SELECT {r.KEY_SELECT} FROM {r.KEY_FROM} WHERE k.id = ?", (id,))
+        return r.key_from_row(row) if row else None
+
+    async def list_keys(self, customer_id=None, include_revoked=False) -> list[ApiKey]:
+        sql, params = q.keys_sql(customer_id, include_revoked)
+        return [r.key_from_row(row) for row in await self._all(sql, params)]
+
+    async def revoke_key(self, id) -> bool:
+        async with self._pool.acquire() as conn, conn.transaction():
+            status = await conn.execute("UPDATE api_keys SET revoked_at = $1 "
+                                        "WHERE id = $2 AND revoked_at IS NULL", time.time(), id)
+            changed = status != "UPDATE 0"
+            if changed:
+                await conn.execute(q.BUMP_COUNTER)
+        return changed
+
+    async def active_keys(self) -> list[ApiKey]:
+        return await self.list_keys()
+
+    async def change_counter(self) -> int:
+        return await self._pool.fetchval(q.READ_COUNTER)
+
+    # ledger
+    async def insert_usage(self, records: list[UsageRecord]) -> int:
+        if not records:
+            return 0
+        columns = list(zip(*map(r.usage_to_row, records)))
+        status = await self._pool.execute(INSERT_USAGE, *columns)
+        return int(status.rsplit(" ", 1)[1])  # "INSERT 0 <rows>"
+
+    async def get_usage(self, request_id) -> UsageRecord | None:
+        row = await self._one(f"SELECT {r.USAGE_SELECT} FROM usage "
+                              "WHERE request_id = ?", (request_id,))
+        return r.usage_from_row(row) if row else None
+
+    async def count_usage(self) -> int:
+        return await self._pool.fetchval("SELECT COUNT(*) FROM usage")
+
+    # reports
+    async def usage_summary(self, *, customer_id=None, key_id=None, since=None, until=None,
+                            by=[]) -> list[dict]:
+        sql, params = q.summary_sql(q.POSTGRES, list(by), customer_id=customer_id,
+                                    key_id=key_id, since=since, until=until)
+        return q.summary_rows(list(by), await self._all(sql, params))
+
+    async def usage_rows(self, *, customer_id=None, since=None, until=None) -> list[UsageRecord]:
+        sql, params = q.usage_rows_sql(customer_id=customer_id, since=since, until=until)
+        return [r.usage_from_row(row) for row in await self._all(sql, params)]
+
+    async def spent(self, key_id=None, customer_id=None, since=None) -> int:
+        sql, params = q.spent_sql(q.POSTGRES, key_id=key_id, customer_id=customer_id,
+                                  since=since)
+        return int(await self._pool.fetchval(q.numbered(sql), *params) or 0)

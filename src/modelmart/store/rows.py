@@ -1,0 +1,64 @@
+"""Dataclass ↔ row conversions shared by both backends (column order is the contract)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import orjson
+
+from modelmart.store.records import ApiKey, Customer, UsageRecord
+
+CUSTOMER_COLUMNS = ("id", "name", "created_at", "rpm", "tpm")
+
+KEY_COLUMNS = (
+    "customer_id", "prefix", "secret_hash", "created_at", "role", "models", "rpm", "tpm",
+    "budget_pico", "budget_period", "revoked_at", "name", "aws_access_key_id", "aws_secret",
+)
+# Reads add the id and the owning customer's name (LEFT JOIN: admin keys have none).
+KEY_SELECT = "k.id, " + ", ".join(f"k.{c}" for c in KEY_COLUMNS) + ", c.name"
+KEY_FROM = "api_keys k LEFT JOIN customers c ON c.id = k.customer_id"
+
+USAGE_COLUMNS = (
+    "request_id", "created_at", "customer_id", "key_id", "model", "deployment", "provider",
+    "surface", "stream", "status", "input_tokens", "output_tokens", "cache_read_tokens",
+    "cache_write_tokens", "reasoning_tokens", "cost_pico", "price_pico", "latency_ms",
+    "ttft_ms", "attempts", "http_status", "error", "extra",
+)
+USAGE_SELECT = ", ".join(USAGE_COLUMNS)
+
+
+def dump_json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def load_json(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def customer_from_row(row: Sequence) -> Customer:
+    return Customer(*row)
+
+
+def key_to_row(key: ApiKey) -> tuple:
+    values = {c: getattr(key, c) for c in KEY_COLUMNS}
+    values["models"] = dump_json(key.models)
+    return tuple(values[c] for c in KEY_COLUMNS)
+
+
+def key_from_row(row: Sequence) -> ApiKey:
+    values = dict(zip(("id", *KEY_COLUMNS, "customer_name"), row))
+    values["models"] = load_json(values["models"])
+    return ApiKey(**values)
+
+
+def usage_to_row(rec: UsageRecord) -> tuple:
+    row = [getattr(rec, c) for c in USAGE_COLUMNS]
+    row[-1] = dump_json(rec.extra or {})
+    return tuple(row)
+
+
+def usage_from_row(row: Sequence) -> UsageRecord:
+    values = dict(zip(USAGE_COLUMNS, row))
+    values["stream"] = bool(values["stream"])
+    values["extra"] = load_json(values["extra"]) or {}
+    return UsageRecord(**values)
