@@ -38,10 +38,14 @@ def fakes(fake_openai, fake_anthropic):
 def gateway_catalog(fake_openai, fake_anthropic) -> dict:
     return {
         "models": {
+            # Real list prices come from the shipped price book (openai/gpt-4o-mini,
+            # anthropic/claude-sonnet-4-5); the customer pays cost + 50%.
             "gpt-fake": {"provider": "openai", "model": "gpt-4o-mini",
-                         "base_url": f"{fake_openai.base_url}/v1", "api_key": UPSTREAM_KEY},
+                         "base_url": f"{fake_openai.base_url}/v1", "api_key": UPSTREAM_KEY,
+                         "price": {"markup": "0.5"}},
             "claude-fake": {"provider": "anthropic", "model": "claude-sonnet-4-5",
-                            "base_url": fake_anthropic.base_url, "api_key": UPSTREAM_KEY},
+                            "base_url": fake_anthropic.base_url, "api_key": UPSTREAM_KEY,
+                            "price": {"markup": "0.5"}},
         }
     }
 

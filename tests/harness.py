@@ -1,21 +1,50 @@
-"""Run a real modelmart server (uvicorn, loopback, a free port) in a background thread."""
+"""Run a real modelmart server (uvicorn, loopback, a free port) in a background thread, with
+its own SQLite database, journal and a customer key."""
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import uvicorn
 
 from modelmart.api.app import create_app
 from modelmart.api.settings import Settings
 from modelmart.catalog.loader import parse_catalog
+from modelmart.store.base import open_store
+from modelmart.tenancy import accounts
 from tests.fakes.script import free_port
 
 
+async def _provision(url: str, customer: str, key_options: dict) -> str:
+    store = await open_store(url)
+    try:
+        if await store.get_customer(customer) is None:
+            await accounts.create_customer(store, customer)
+        _, secret = await accounts.create_key(store, customer, **key_options)
+        return secret
+    finally:
+        await store.close()
+
+
+def provision_key(url: str, customer: str = "acme", **key_options) -> str:
+    """Create (if needed) a customer and a new key for it; returns the secret."""
+    return asyncio.run(_provision(url, customer, key_options))
+
+
 class GatewayServer:
-    def __init__(self, catalog_data: dict, **settings) -> None:
-        self.app = create_app(Settings(catalog=parse_catalog(catalog_data), **settings))
+    def __init__(self, catalog_data: dict, *, database_url: str | None = None,
+                 key_options: dict | None = None, **settings) -> None:
+        self.tmp = tempfile.TemporaryDirectory(prefix="modelmart-test-")
+        self.database_url = database_url or f"sqlite:///{Path(self.tmp.name) / 'mm.db'}"
+        settings.setdefault("journal_dir", str(Path(self.tmp.name) / "journal"))
+        settings.setdefault("key_poll_interval", 0.2)
+        self.key = provision_key(self.database_url, **(key_options or {}))
+        self.app = create_app(Settings(catalog=parse_catalog(catalog_data),
+                                       database_url=self.database_url, **settings))
         self.port = free_port()
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
                                 http="httptools", loop="asyncio", lifespan="on")
@@ -25,6 +54,9 @@ class GatewayServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def new_key(self, customer: str = "acme", **key_options) -> str:
+        return provision_key(self.database_url, customer, **key_options)
 
     def start(self) -> "GatewayServer":
         self._thread.start()
@@ -38,3 +70,4 @@ class GatewayServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self._thread.join(10)
+        self.tmp.cleanup()

@@ -16,7 +16,7 @@ WEATHER = {"name": "get_weather", "description": "Weather for a city",
 
 @pytest.fixture
 def client(gateway, fakes):
-    return anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0)
+    return anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
 
 
 @pytest.mark.parametrize("model", ["gpt-fake", "claude-fake"])

@@ -11,12 +11,12 @@ MODEL = "smollm2-135m"
 
 @pytest.fixture
 def oa(gateway):
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key, max_retries=0)
 
 
 @pytest.fixture
 def an(gateway):
-    return anthropic.Anthropic(base_url=gateway.url, api_key="unused", max_retries=0)
+    return anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
 
 
 def test_openai_sdk_gets_a_real_answer(oa):

@@ -17,7 +17,8 @@ ANTHROPIC_PATH = "/v1/messages"
 
 def post(gateway, path, content, headers=None):
     return httpx.post(gateway.url + path, content=content, timeout=30,
-                      headers={"content-type": "application/json", **(headers or {})})
+                      headers={"content-type": "application/json",
+                               "authorization": f"Bearer {gateway.key}", **(headers or {})})
 
 
 @pytest.mark.parametrize("body, param", [
@@ -57,11 +58,11 @@ def test_anthropic_bad_input_is_400_in_anthropic_shape(gateway, body, fragment):
 
 
 def test_unknown_model_is_404_in_each_dialect(gateway):
-    oa = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+    oa = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key, max_retries=0)
     with pytest.raises(openai.NotFoundError) as e:
         oa.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "x"}])
     assert "gpt-9" in str(e.value)
-    an = anthropic.Anthropic(base_url=gateway.url, api_key="x", max_retries=0)
+    an = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
     with pytest.raises(anthropic.NotFoundError) as e:
         an.messages.create(model="claude-9", max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert "claude-9" in str(e.value)
@@ -93,8 +94,8 @@ def test_unknown_route_is_404_json(gateway):
 ])
 @pytest.mark.parametrize("model", ["gpt-fake", "claude-fake"])
 def test_upstream_errors_keep_their_status(gateway, fakes, status, openai_exc, anthropic_exc, model):
-    oa = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
-    an = anthropic.Anthropic(base_url=gateway.url, api_key="x", max_retries=0)
+    oa = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key, max_retries=0)
+    an = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
     for fake in fakes:
         fake.queue(Reply(error_status=status, error_message="upstream said no", retry_after=7),
                    Reply(error_status=status, error_message="upstream said no", retry_after=7))
@@ -112,14 +113,14 @@ def test_upstream_errors_keep_their_status(gateway, fakes, status, openai_exc, a
 def test_upstream_failure_mid_stream_is_an_error_event(gateway, fakes, model):
     for fake in fakes:
         fake.queue(Reply(text="this stream will be cut short", chunk_size=2, truncate_after=4))
-    oa = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="x", max_retries=0)
+    oa = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key, max_retries=0)
     with pytest.raises(openai.APIError):
         for _ in oa.chat.completions.create(model=model, stream=True,
                                             messages=[{"role": "user", "content": "x"}]):
             pass
     for fake in fakes:
         fake.queue(Reply(text="this stream will be cut short", chunk_size=2, truncate_after=4))
-    an = anthropic.Anthropic(base_url=gateway.url, api_key="x", max_retries=0)
+    an = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
     with pytest.raises(anthropic.APIError):
         with an.messages.stream(model=model, max_tokens=50,
                                 messages=[{"role": "user", "content": "x"}]) as stream:
@@ -133,9 +134,11 @@ def test_unreachable_upstream_is_502(tmp_path):
 
     port = free_port()
     server = GatewayServer({"bundled_model": False, "models": {"dead": {
-        "provider": "openai-compatible", "base_url": f"http://127.0.0.1:{port}/v1"}}}).start()
+        "provider": "openai-compatible", "base_url": f"http://127.0.0.1:{port}/v1",
+        "price": {"input": 1, "output": 2, "caching": False},
+        "cost": {"input": 1, "output": 2, "caching": False}}}}).start()
     try:
-        oa = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+        oa = openai.OpenAI(base_url=f"{server.url}/v1", api_key=server.key, max_retries=0)
         with pytest.raises(openai.APIStatusError) as e:
             oa.chat.completions.create(model="dead", messages=[{"role": "user", "content": "x"}])
         assert e.value.status_code == 502 and "connect" in str(e.value)
@@ -149,7 +152,8 @@ def test_client_disconnect_cancels_upstream(gateway, fakes, model):
     fake.queue(Reply(text="slow " * 200, chunk_size=5, event_delay=0.05))
     with httpx.stream("POST", gateway.url + (OPENAI_PATH if model == "gpt-fake" else ANTHROPIC_PATH),
                       json={"model": model, "max_tokens": 500, "stream": True,
-                            "messages": [{"role": "user", "content": "x"}]}, timeout=30) as resp:
+                            "messages": [{"role": "user", "content": "x"}]},
+                      headers={"authorization": f"Bearer {gateway.key}"}, timeout=30) as resp:
         assert resp.status_code == 200
         for _ in zip(range(3), resp.iter_bytes()):
             pass

@@ -23,7 +23,7 @@ WEATHER = {
 
 @pytest.fixture
 def client(gateway, fakes):
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="unused", max_retries=0)
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key, max_retries=0)
 
 
 @pytest.mark.parametrize("model", ["gpt-fake", "claude-fake"])

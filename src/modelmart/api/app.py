@@ -8,11 +8,20 @@ from typing import Any
 
 from modelmart.core.errors import GatewayError, NotFound
 from modelmart.dialects import anthropic_messages, openai_chat
+from modelmart.metering.prices import PriceBook
+from modelmart.metering.pricing import Pricing
+from modelmart.metering.recorder import Recorder
 from modelmart.providers.base import Provider
 from modelmart.providers.http import new_session
 from modelmart.providers.registry import provider_class
 from modelmart.routing import Router
+from modelmart.store.base import open_store
+from modelmart.tenancy.budgets import Budgets
+from modelmart.tenancy.counters import make_counters
+from modelmart.tenancy.keys import KeyCache
+from modelmart.tenancy.limits import RateLimiter
 
+from .guard import Guard
 from .http import Receive, Scope, Send, header, send_json
 from .models import get_model, list_models
 from .settings import Settings
@@ -35,7 +44,21 @@ class App:
             entry.created = entry.created or created
         self.providers: dict[str, Provider] = {}
         self.router = Router(self.catalog, self.providers)
+        self.pricing = Pricing(
+            self.catalog, PriceBook.load(overrides=self.catalog.cost_overrides or None),
+            model_prices={m.id: m.price for m in self.catalog.models.values() if m.price},
+            deployment_costs={d.name: d.cost for d in self.catalog.deployments() if d.cost},
+            default_markup=self.catalog.default_markup)
+        self.guard = Guard(self)
         self.http = None
+        self.store = None
+        self.keys: KeyCache | None = None
+        self.counters = None
+        self.limiter: RateLimiter | None = None
+        self.budgets: Budgets | None = None
+        self.recorder: Recorder | None = None
+        self.customer_limits: dict[int, tuple[int | None, int | None]] = {}
+        self.background: set = set()
         self._routes = {
             ("POST", "/v1/chat/completions"): self._openai_chat,
             ("POST", "/chat/completions"): self._openai_chat,
@@ -47,6 +70,18 @@ class App:
 
     # ---- lifecycle ------------------------------------------------------------------
     async def startup(self) -> None:
+        for model_id in self.pricing.unpriced():
+            log.warning("model %s has no price: requests for it will be refused", model_id)
+        settings = self.settings
+        self.store = await open_store(settings.database_url)
+        self.keys = KeyCache(self.store, poll_interval=settings.key_poll_interval)
+        await self.keys.start()
+        await self.refresh_customers()
+        self.counters = make_counters(settings.redis_url, settings.coordinator_socket)
+        self.limiter = RateLimiter(self.counters)
+        self.budgets = Budgets(self.counters, self.store)
+        self.recorder = Recorder(self.store, settings.resolved_journal_dir())
+        await self.recorder.start()
         self.http = new_session()
         for dep in self.catalog.deployments():
             provider = provider_class(dep.config.kind)(dep.config, self.http)
@@ -63,6 +98,18 @@ class App:
                 log.exception("closing a provider failed")
         if self.http is not None:
             await self.http.close()
+        if self.recorder is not None:
+            await self.recorder.close()
+        if self.keys is not None:
+            await self.keys.close()
+        if self.counters is not None:
+            await self.counters.close()
+        if self.store is not None:
+            await self.store.close()
+
+    async def refresh_customers(self) -> None:
+        self.customer_limits = {c.id: (c.rpm, c.tpm) for c in await self.store.list_customers()
+                                if c.rpm or c.tpm}
 
     # ---- ASGI -----------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

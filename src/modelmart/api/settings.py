@@ -9,19 +9,43 @@ from modelmart.catalog import Catalog, load_catalog
 from modelmart.catalog.loader import server_settings
 
 
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
 @dataclass(slots=True)
 class Settings:
     config_path: str | None = None
     max_body_bytes: int = 32 * 1024 * 1024
+    # Require an API key on model requests (MODELMART_AUTH=off for a private dev box).
+    auth: bool = True
+    database_url: str | None = None  # None: $MODELMART_DATABASE_URL or ./modelmart.db
+    redis_url: str | None = None  # shared limits and budgets across replicas
+    coordinator_socket: str | None = None  # shared limits across --workers without Redis
+    journal_dir: str | None = None  # None: ./modelmart-journal beside an SQLite file
+    key_poll_interval: float = 0.5
     # A prebuilt catalog (tests); when None it is loaded from ``config_path``.
     catalog: Catalog | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls) -> "Settings":
-        path = os.environ.get("MODELMART_CONFIG") or None
+        env = os.environ
+        path = env.get("MODELMART_CONFIG") or None
         server = server_settings(path)
-        max_mb = float(os.environ.get("MODELMART_MAX_BODY_MB", server.get("max_body_mb", 32)))
-        return cls(config_path=path, max_body_bytes=int(max_mb * 1024 * 1024))
+        max_mb = float(env.get("MODELMART_MAX_BODY_MB", server.get("max_body_mb", 32)))
+        return cls(
+            config_path=path, max_body_bytes=int(max_mb * 1024 * 1024),
+            auth=_flag(env.get("MODELMART_AUTH"), bool(server.get("auth", True))),
+            database_url=env.get("MODELMART_DATABASE_URL") or server.get("database_url"),
+            redis_url=env.get("MODELMART_REDIS_URL") or server.get("redis_url"),
+            coordinator_socket=env.get("MODELMART_COORDINATOR_SOCKET") or None,
+            journal_dir=env.get("MODELMART_JOURNAL_DIR") or server.get("journal_dir"),
+        )
 
     def load_catalog(self) -> Catalog:
         return self.catalog if self.catalog is not None else load_catalog(self.config_path)
+
+    def resolved_journal_dir(self) -> str:
+        return os.path.abspath(self.journal_dir or "modelmart-journal")

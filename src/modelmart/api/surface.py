@@ -1,4 +1,5 @@
-"""The request path shared by every chat surface: decode, route, encode.
+"""The request path shared by every chat surface: authenticate, decode, admit, route,
+settle, encode.
 
 A surface is a dialect module plus the id prefix its clients expect. Errors anywhere are
 encoded in the caller's own dialect; nothing a client sends produces a traceback.
@@ -10,14 +11,19 @@ import logging
 import time
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import TYPE_CHECKING
+
+import orjson
 
 from modelmart.core.errors import GatewayError, InternalError
 from modelmart.core.ids import new_id
-from modelmart.core.types import MessageStart, StreamEvent
+from modelmart.core.money import pico_to_usd
+from modelmart.core.types import Request
 from modelmart.routing import Routed
 
+from .guard import Call
 from .http import Receive, Scope, Send, parse_json, read_body, send_json, send_stream
+from .streaming import metered_frames
 
 if TYPE_CHECKING:
     from .app import App
@@ -32,66 +38,87 @@ class Surface:
     id_prefix: str
 
 
-def _route_headers(rid: str, routed: Routed | None) -> dict[str, str]:
-    headers = {"x-request-id": rid}
+def _route_headers(call: Call, routed: Routed | None) -> dict[str, str]:
+    headers = {"x-request-id": call.rid, **call.headers}
     if routed is not None:
         headers["x-modelmart-deployment"] = routed.deployment.name
         headers["x-modelmart-attempts"] = str(routed.attempts)
     return headers
 
 
-def error_headers(rid: str, err: GatewayError) -> dict[str, str]:
-    headers = {"x-request-id": rid, **err.headers}
+def error_headers(call: Call, err: GatewayError) -> dict[str, str]:
+    headers = {"x-request-id": call.rid, **call.headers, **err.headers}
     if err.retry_after is not None:
         headers["retry-after"] = str(max(1, round(err.retry_after)))
     return headers
 
 
+async def send_error(surface: Surface, send: Send, call: Call, err: GatewayError) -> None:
+    status, body = surface.dialect.encode_error(err)
+    await send_json(send, status, body, error_headers(call, err))
+
+
 async def handle_chat(app: "App", surface: Surface, scope: Scope, receive: Receive, send: Send) -> None:
-    rid = new_id()
+    call = Call(rid=new_id(), surface=surface.name, key=None, started=time.time(),
+                t0=time.perf_counter())
     try:
-        data = parse_json(await read_body(scope, receive, app.settings.max_body_bytes))
-        req = surface.dialect.decode_request(data)
+        app.guard.authenticate(scope, call)
+        req = surface.dialect.decode_request(
+            parse_json(await read_body(scope, receive, app.settings.max_body_bytes)))
         req.source = surface.name
         include_usage = bool(req.extra.pop("include_usage", False))
-        if req.stream:
-            events, first, routed = await app.router.stream(req)
-            encoder = surface.dialect.StreamEncoder(req.model, include_usage=include_usage)
-            frames = _frames(first, events, encoder, surface.id_prefix + rid)
-            await send_stream(send, receive, frames, _route_headers(rid, routed))
-            return
-        resp, routed = await app.router.complete(req)
-        resp.id = surface.id_prefix + rid
-        resp.created = resp.created or int(time.time())
-        body = surface.dialect.encode_response(resp, req.model)
-        await send_json(send, 200, body, _route_headers(rid, routed))
+        await app.guard.admit(call, req)
     except GatewayError as err:
-        status, body = surface.dialect.encode_error(err)
-        await send_json(send, status, body, error_headers(rid, err))
+        app.guard.settle(call, usage=None, deployment=None, attempts=0, status="refused",
+                         http_status=err.status, error=err.message)
+        await send_error(surface, send, call, err)
+        return
     except Exception:  # a bug of ours: log it, answer in the caller's dialect
-        log.exception("request %s failed", rid)
-        status, body = surface.dialect.encode_error(InternalError("internal error; see the server log"))
-        await send_json(send, status, body, {"x-request-id": rid})
+        log.exception("request %s failed", call.rid)
+        await send_error(surface, send, call, InternalError("internal error; see the server log"))
+        return
+    if req.stream:
+        await _stream(app, surface, call, req, include_usage, receive, send)
+    else:
+        await _complete(app, surface, call, req, send)
 
 
-async def _frames(
-    first: StreamEvent, events: AsyncIterator[StreamEvent], encoder, msg_id: str
-) -> AsyncIterator[bytes]:
-    """Encode the stream; a failure after the first byte becomes the dialect's error event."""
+async def _complete(app: "App", surface: Surface, call: Call, req: Request, send: Send) -> None:
     try:
-        if isinstance(first, MessageStart):
-            first.id = msg_id
-            first.created = first.created or int(time.time())
-        yield encoder.event(first)
-        async for event in events:
-            if isinstance(event, MessageStart):
-                event.id = msg_id
-            yield encoder.event(event)
-        yield encoder.end()
+        resp, routed = await app.router.complete(req)
     except GatewayError as err:
-        yield encoder.error(err)
+        app.guard.settle(call, usage=None, deployment=None, attempts=getattr(err, "attempts", 1),
+                         status="error", http_status=err.status, error=err.message)
+        await send_error(surface, send, call, err)
+        return
     except Exception:
-        log.exception("stream %s failed", msg_id)
-        yield encoder.error(InternalError("internal error during the stream; see the server log"))
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        log.exception("request %s failed", call.rid)
+        err = InternalError("internal error; see the server log")
+        app.guard.settle(call, usage=None, deployment=None, attempts=1, status="error",
+                         http_status=500, error="internal error")
+        await send_error(surface, send, call, err)
+        return
+    resp.id = surface.id_prefix + call.rid
+    resp.created = resp.created or int(time.time())
+    record = app.guard.settle(call, usage=resp.usage, deployment=routed.deployment,
+                              attempts=routed.attempts, status="ok", http_status=200)
+    body = surface.dialect.encode_response(resp, req.model)
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if record is not None and isinstance(usage, dict):
+        # OpenRouter's convention: the request's price to the caller, in USD.
+        usage["cost"] = float(pico_to_usd(record.price_pico))
+    await send_json(send, 200, orjson.dumps(body), _route_headers(call, routed))
+
+
+async def _stream(app: "App", surface: Surface, call: Call, req: Request, include_usage: bool,
+                  receive: Receive, send: Send) -> None:
+    try:
+        events, first, routed = await app.router.stream(req)
+    except GatewayError as err:
+        app.guard.settle(call, usage=None, deployment=None, attempts=getattr(err, "attempts", 1),
+                         status="error", http_status=err.status, error=err.message)
+        await send_error(surface, send, call, err)
+        return
+    encoder = surface.dialect.StreamEncoder(req.model, include_usage=include_usage)
+    frames = metered_frames(app, call, first, events, encoder, surface.id_prefix + call.rid, routed)
+    await send_stream(send, receive, frames, _route_headers(call, routed))

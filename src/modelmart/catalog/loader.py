@@ -150,7 +150,8 @@ def parse_catalog(data: Any) -> Catalog:
     if not isinstance(models, dict):
         raise CatalogError("models: must be a mapping of model id to its definition")
     pricing = data.get("pricing") or {}
-    catalog = Catalog(default_markup=str(pricing.get("default_markup", "0")))
+    catalog = Catalog(default_markup=str(pricing.get("default_markup", "0")),
+                      cost_overrides=dict(pricing.get("costs") or {}))
     if data.get("bundled_model", True) and BUNDLED_MODEL_ID not in models:
         catalog.models[BUNDLED_MODEL_ID] = bundled_entry()
     for model_id, spec in models.items():

@@ -41,6 +41,8 @@ class ModelEntry:
 class Catalog:
     models: dict[str, ModelEntry] = field(default_factory=dict)
     default_markup: str = "0"  # a decimal fraction: "0.2" sells at cost + 20%
+    # Provider cost overrides on top of the shipped price book, "provider/model" → versions.
+    cost_overrides: dict = field(default_factory=dict)
 
     def get(self, model_id: str) -> ModelEntry:
         entry = self.models.get(model_id)

@@ -48,4 +48,4 @@ def pico_to_usd(pico: int) -> Decimal:
 def format_usd(pico: int, places: int = 12) -> str:
     """A plain decimal string, e.g. ``0.000123450000`` (no float rounding on the way)."""
     q = Decimal(1).scaleb(-places)
-    return str(pico_to_usd(pico).quantize(q))
+    return format(pico_to_usd(pico).quantize(q), "f")

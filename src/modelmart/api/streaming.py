@@ -1,0 +1,104 @@
+"""Encode a canonical stream for the client while metering it.
+
+The stream is billed for what was generated however it ends: normally (the upstream's final
+usage), after an upstream failure mid-stream (the dialect's error event is sent, usage so
+far is billed), or when the client goes away (the upstream is closed, usage so far billed).
+When the upstream never reported usage, output is estimated from the text that was sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING, AsyncIterator
+
+from modelmart.core.errors import GatewayError, InternalError
+from modelmart.core.types import (
+    MessageEnd, MessageStart, StreamEvent, TextDelta, ThinkingDelta, ToolArgsDelta, Usage,
+)
+from modelmart.routing import Routed
+
+from .guard import Call
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger("modelmart.api")
+
+
+class StreamMeter:
+    __slots__ = ("start_usage", "end_usage", "chars", "ttft_ms")
+
+    def __init__(self) -> None:
+        self.start_usage: Usage | None = None
+        self.end_usage: Usage | None = None
+        self.chars = 0
+        self.ttft_ms: float | None = None
+
+    def observe(self, event: StreamEvent) -> None:
+        cls = type(event)
+        if cls is TextDelta or cls is ThinkingDelta:
+            self.chars += len(event.text)
+        elif cls is ToolArgsDelta:
+            self.chars += len(event.partial_json)
+        elif cls is MessageEnd:
+            self.end_usage = event.usage
+        elif cls is MessageStart:
+            self.start_usage = event.usage
+
+    def usage(self, estimated_input: int) -> tuple[Usage, bool]:
+        """The usage to bill, and whether any of it is an estimate."""
+        if self.end_usage is not None:
+            return self.end_usage, False
+        usage = Usage()
+        start = self.start_usage
+        if start is not None and start.total_input_tokens:
+            usage.input_tokens = start.input_tokens
+            usage.cache_read_tokens = start.cache_read_tokens
+            usage.cache_write_tokens = start.cache_write_tokens
+        else:
+            usage.input_tokens = estimated_input
+        usage.output_tokens = max(start.output_tokens if start else 0, math.ceil(self.chars / 4))
+        return usage, True
+
+
+async def metered_frames(
+    app: "App", call: Call, first: StreamEvent, events: AsyncIterator[StreamEvent], encoder,
+    msg_id: str, routed: Routed,
+) -> AsyncIterator[bytes]:
+    meter = StreamMeter()
+    status, error, http_status = "client_disconnected", None, 499
+    try:
+        if type(first) is MessageStart:
+            # Our request id replaces the upstream's message id; the clock is ours too.
+            first.id = msg_id
+            first.created = first.created or int(time.time())
+        meter.observe(first)
+        yield encoder.event(first)
+        async for event in events:
+            cls = type(event)
+            if cls is MessageStart:
+                event.id = msg_id
+            elif meter.ttft_ms is None and cls in _CONTENT:
+                meter.ttft_ms = round((time.perf_counter() - call.t0) * 1000, 3)
+            meter.observe(event)
+            yield encoder.event(event)
+        status, http_status = "ok", 200
+        yield encoder.end()
+    except GatewayError as err:
+        status, error, http_status = "upstream_failed_mid_stream", err.message, err.status
+        yield encoder.error(err)
+    except Exception:
+        log.exception("stream %s failed", call.rid)
+        status, error, http_status = "error", "internal error during the stream", 500
+        yield encoder.error(InternalError("internal error during the stream; see the server log"))
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+        usage, estimated = meter.usage(call.estimated_tokens)
+        app.guard.settle(call, usage=usage, deployment=routed.deployment, attempts=routed.attempts,
+                         status=status, http_status=http_status, error=error,
+                         ttft_ms=meter.ttft_ms, estimated=estimated)
+
+
+_CONTENT = (TextDelta, ToolArgsDelta, ThinkingDelta)

@@ -1,0 +1,177 @@
+"""The atomic counter primitive under rate limits and budgets, with interchangeable backends.
+
+Every backend offers the same four coroutines:
+
+- ``try_add(key, amount, limit, ttl) -> (admitted, value)``: atomically, if the current value
+  plus ``amount`` is at most ``limit``, add it and return ``(True, new)``; otherwise change
+  nothing and return ``(False, current)``.
+- ``add(key, amount, ttl) -> new``: unconditional, may be negative (settling a reservation).
+- ``get(key) -> value`` (0 when absent).
+- ``seed(key, value, ttl)``: set only if absent (a budget counter seeded from the ledger).
+
+A write (an admitted ``try_add``, an ``add``, a ``seed`` that sets) restarts the key's
+time-to-live, so a counter expires only after ``ttl`` seconds without writes. Values are
+exact integers; the Redis and coordinator backends hold them as signed 64-bit integers.
+
+Backends: ``MemoryCounters`` (one process), ``RedisCounters`` (replicas sharing Redis) and
+``CoordinatorCounters`` (workers on one machine sharing the supervisor's coordinator, see
+``coordinator.py``). ``make_counters`` picks one from the settings.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Protocol
+
+SWEEP_INTERVAL = 30.0  # seconds between purges of expired keys from a CounterTable
+
+
+class Counters(Protocol):
+    async def try_add(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]: ...
+    async def add(self, key: str, amount: int, ttl: float) -> int: ...
+    async def get(self, key: str) -> int: ...
+    async def seed(self, key: str, value: int, ttl: float) -> None: ...
+    async def close(self) -> None: ...
+
+
+class CounterTable:
+    """The synchronous core: a dict of (value, expires_at). The coordinator serves one."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._values: dict[str, tuple[int, float]] = {}
+        self._clock = clock
+        self._next_sweep = clock() + SWEEP_INTERVAL
+
+    def get(self, key: str) -> int:
+        entry = self._live(key)
+        return 0 if entry is None else entry[0]
+
+    def try_add(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]:
+        current = self.get(key)
+        if current + amount > limit:
+            return False, current
+        self._set(key, current + amount, ttl)
+        return True, current + amount
+
+    def add(self, key: str, amount: int, ttl: float) -> int:
+        value = self.get(key) + amount
+        self._set(key, value, ttl)
+        return value
+
+    def seed(self, key: str, value: int, ttl: float) -> None:
+        if self._live(key) is None:
+            self._set(key, value, ttl)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def _live(self, key: str) -> tuple[int, float] | None:
+        entry = self._values.get(key)
+        if entry is not None and entry[1] <= self._clock():
+            del self._values[key]
+            return None
+        return entry
+
+    def _set(self, key: str, value: int, ttl: float) -> None:
+        now = self._clock()
+        self._values[key] = (value, now + ttl)
+        if now >= self._next_sweep:
+            self._sweep(now)
+
+    def _sweep(self, now: float) -> None:
+        # Window keys are written once a minute and never read again; without a sweep
+        # a long-running process would keep every past window forever.
+        self._values = {k: e for k, e in self._values.items() if e[1] > now}
+        self._next_sweep = now + SWEEP_INTERVAL
+
+
+class MemoryCounters:
+    """In-process counters: atomic because no operation awaits between read and write."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.table = CounterTable(clock)
+
+    async def try_add(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]:
+        return self.table.try_add(key, amount, limit, ttl)
+
+    async def add(self, key: str, amount: int, ttl: float) -> int:
+        return self.table.add(key, amount, ttl)
+
+    async def get(self, key: str) -> int:
+        return self.table.get(key)
+
+    async def seed(self, key: str, value: int, ttl: float) -> None:
+        self.table.seed(key, value, ttl)
+
+    async def close(self) -> None:
+        pass
+
+
+# Lua numbers are doubles, exact only below 2**53 (about $9007 in picodollars), so the
+# script compares decimal strings and lets INCRBY do the arithmetic in 64-bit integers.
+_TRY_ADD_LUA = """
+local function le(a, b)
+  local na, nb = a:sub(1, 1) == '-', b:sub(1, 1) == '-'
+  if na ~= nb then return na end
+  if na then a, b = b:sub(2), a:sub(2) end
+  if #a ~= #b then return #a < #b end
+  return a <= b
+end
+local current = redis.call('GET', KEYS[1]) or '0'
+if not le(current, ARGV[2]) then return {0, current} end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {1, redis.call('GET', KEYS[1])}
+"""
+
+
+def _ms(ttl: float) -> int:
+    return max(1, int(ttl * 1000))
+
+
+class RedisCounters:
+    """Counters in Redis, atomic across replicas (a Lua script for the conditional add)."""
+
+    def __init__(self, url: str, namespace: str = "mm:", max_connections: int = 64) -> None:
+        import redis.asyncio as aioredis
+
+        # A bounded pool that makes a burst wait for a connection instead of failing it.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections,
+                                                        timeout=10)
+        self._redis = aioredis.Redis.from_pool(pool)
+        self._ns = namespace
+        self._try_add = self._redis.register_script(_TRY_ADD_LUA)
+
+    async def try_add(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]:
+        # The threshold is computed here, exactly, so the script only has to compare.
+        admitted, value = await self._try_add(
+            keys=[self._ns + key], args=[amount, limit - amount, _ms(ttl)])
+        return bool(admitted), int(value)
+
+    async def add(self, key: str, amount: int, ttl: float) -> int:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incrby(self._ns + key, amount)
+            pipe.pexpire(self._ns + key, _ms(ttl))
+            value, _ = await pipe.execute()
+        return int(value)
+
+    async def get(self, key: str) -> int:
+        value = await self._redis.get(self._ns + key)
+        return 0 if value is None else int(value)
+
+    async def seed(self, key: str, value: int, ttl: float) -> None:
+        await self._redis.set(self._ns + key, value, px=_ms(ttl), nx=True)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def make_counters(redis_url: str | None, coordinator_socket: str | None) -> Counters:
+    """Redis when configured (replicas), else the coordinator (workers), else in-process."""
+    if redis_url:
+        return RedisCounters(redis_url)
+    if coordinator_socket:
+        from modelmart.tenancy.coordinator import CoordinatorCounters
+
+        return CoordinatorCounters(coordinator_socket)
+    return MemoryCounters()

@@ -1,0 +1,203 @@
+"""Requests-per-minute and tokens-per-minute limits, per key and per customer.
+
+Sliding-window counting: one counter per limit and fixed minute, and the estimate for "the
+last 60 seconds" is the current minute's count plus the previous minute's count weighted by
+how much of it still overlaps the sliding window. The previous minute is closed, so reading
+it and then ``try_add``-ing the current minute against ``limit - previous_share`` is atomic
+enough: the only thing that can change the previous count is a token settlement.
+
+All limits of a request are tried concurrently; if any refuses, the others are rolled back,
+so a refused request consumes no quota.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass, field
+
+from modelmart.core.errors import RateLimited
+from modelmart.store.records import ApiKey
+
+WINDOW = 60.0
+COUNTER_TTL = 2 * WINDOW + 10  # the current minute is read again as "previous" next minute
+# A previous minute read this long after it closed is final (stragglers from other replicas
+# have landed), so it can be cached for the rest of the minute.
+SETTLE_DELAY = 2.0
+
+
+@dataclass(slots=True)
+class _Limit:
+    unit: str  # "requests" | "tokens"
+    who: str  # "key mm-abc1234" / "customer acme", for messages
+    ident: str  # counter id: "k12" / "c3"
+    limit: int
+    amount: int
+
+    def counter(self, window: int) -> str:
+        return f"rl:{self.ident}:{self.unit[0]}:{window}"
+
+
+@dataclass(slots=True)
+class Ticket:
+    """What ``admit`` charged; ``settle`` corrects the token estimate with it."""
+
+    estimated_tokens: int
+    token_counters: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    limit: _Limit
+    previous: int  # the previous minute's count
+    share: int  # its weighted share in the sliding window, rounded up
+    admitted: bool
+    value: int  # the current minute's count after (or, if refused, without) this request
+
+
+class RateLimiter:
+    def __init__(self, counters) -> None:
+        self._counters = counters
+        self._previous: dict[str, int] = {}  # cache of closed minutes' counts
+        self._previous_window = -1
+
+    async def admit(self, key: ApiKey, customer_limits: tuple[int | None, int | None] | None,
+                    estimated_tokens: int, now: float | None = None) -> Ticket:
+        now = time.time() if now is None else now
+        window = int(now // WINDOW)
+        elapsed = now - window * WINDOW
+        limits = _limits_for(key, customer_limits, estimated_tokens)
+        ticket = Ticket(estimated_tokens)
+        if not limits:
+            return ticket
+        outcomes = await self._try_all(limits, window, elapsed)
+        refused = [o for o in outcomes if not o.admitted]
+        if refused:
+            await self._roll_back(outcomes, window)
+            raise _refusal(refused, outcomes, elapsed)
+        ticket.token_counters = [o.limit.counter(window) for o in outcomes
+                                 if o.limit.unit == "tokens"]
+        ticket.headers = _headers(outcomes, elapsed)
+        return ticket
+
+    async def settle(self, ticket: Ticket, actual_tokens: int) -> None:
+        difference = actual_tokens - ticket.estimated_tokens
+        if difference and ticket.token_counters:
+            await asyncio.gather(*(self._counters.add(c, difference, COUNTER_TTL)
+                                   for c in ticket.token_counters))
+
+    async def _try_all(self, limits: list[_Limit], window: int, elapsed: float) -> list[_Outcome]:
+        previous = await asyncio.gather(*(self._previous_count(l.counter(window - 1), window, elapsed)
+                                          for l in limits))
+        weight = 1.0 - elapsed / WINDOW
+        shares = [math.ceil(p * weight) for p in previous]
+        results = await asyncio.gather(*(
+            self._counters.try_add(l.counter(window), l.amount, l.limit - s, COUNTER_TTL)
+            for l, s in zip(limits, shares)))
+        return [_Outcome(l, p, s, ok, v)
+                for l, p, s, (ok, v) in zip(limits, previous, shares, results)]
+
+    async def _previous_count(self, counter: str, window: int, elapsed: float) -> int:
+        if window != self._previous_window:
+            self._previous.clear()
+            self._previous_window = window
+        cached = self._previous.get(counter)
+        if cached is not None:
+            return cached
+        count = await self._counters.get(counter)
+        if elapsed >= SETTLE_DELAY:
+            self._previous[counter] = count
+        return count
+
+    async def _roll_back(self, outcomes: list[_Outcome], window: int) -> None:
+        await asyncio.gather(*(self._counters.add(o.limit.counter(window), -o.limit.amount,
+                                                  COUNTER_TTL)
+                               for o in outcomes if o.admitted and o.limit.amount))
+
+
+def _limits_for(key: ApiKey, customer_limits, tokens: int) -> list[_Limit]:
+    who = f"key {key.prefix}"
+    wanted = [("requests", who, f"k{key.id}", key.rpm, 1),
+              ("tokens", who, f"k{key.id}", key.tpm, tokens)]
+    if customer_limits is not None and key.customer_id is not None:
+        rpm, tpm = customer_limits
+        customer = f"customer {key.customer_name or key.customer_id}"
+        wanted += [("requests", customer, f"c{key.customer_id}", rpm, 1),
+                   ("tokens", customer, f"c{key.customer_id}", tpm, tokens)]
+    return [_Limit(unit, who_, ident, limit, amount)
+            for unit, who_, ident, limit, amount in wanted if limit is not None]
+
+
+def seconds_until_fits(previous: int, current: int, elapsed: float, limit: int,
+                       amount: int) -> float:
+    """How long until ``amount`` fits, if no other request arrives meanwhile.
+
+    Within this minute the previous minute's share shrinks linearly; if even the current
+    minute alone leaves no room, wait into the next minute, where this one becomes the
+    shrinking share.
+    """
+    if amount > limit:
+        return WINDOW  # can never fit; a minute is the honest "not now"
+    room = limit - current - amount
+    if room >= 0:
+        if previous <= 0:
+            return 0.0
+        return max(0.0, WINDOW * (1 - room / previous) - elapsed)
+    into_next = WINDOW * (1 - (limit - amount) / current)
+    return (WINDOW - elapsed) + max(0.0, into_next)
+
+
+def _reset_seconds(outcome: _Outcome, elapsed: float) -> float:
+    """Until the window holds nothing of what was counted so far: OpenAI's "reset"."""
+    if outcome.value > 0:
+        return 2 * WINDOW - elapsed
+    if outcome.previous > 0:
+        return WINDOW - elapsed
+    return 0.0
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's header format: ``20ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{math.ceil(seconds * 1000)}ms"
+    minutes, rest = divmod(seconds, 60)
+    rest_text = f"{round(rest, 3):g}s"
+    return f"{int(minutes)}m{rest_text}" if minutes else rest_text
+
+
+def _headers(outcomes: list[_Outcome], elapsed: float) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for unit in ("requests", "tokens"):
+        mine = [o for o in outcomes if o.limit.unit == unit]
+        if not mine:
+            continue
+        # The tightest limit is the one a client must pace itself by.
+        tightest = min(mine, key=lambda o: o.limit.limit - o.share - o.value)
+        remaining = max(0, tightest.limit.limit - tightest.share - tightest.value)
+        headers[f"x-ratelimit-limit-{unit}"] = str(tightest.limit.limit)
+        headers[f"x-ratelimit-remaining-{unit}"] = str(remaining)
+        headers[f"x-ratelimit-reset-{unit}"] = format_duration(_reset_seconds(tightest, elapsed))
+    return headers
+
+
+def _refusal(refused: list[_Outcome], outcomes: list[_Outcome], elapsed: float) -> RateLimited:
+    waits = [seconds_until_fits(o.previous, o.value, elapsed, o.limit.limit, o.limit.amount)
+             for o in refused]
+    retry_after = round(max(waits), 3)
+    first = refused[0].limit
+    if first.amount > first.limit:
+        message = (f"rate limit exceeded: request of {first.amount} {first.unit} is larger "
+                   f"than {first.who}'s limit of {first.limit} {first.unit} per minute")
+    else:
+        message = (f"rate limit exceeded: {first.who} allows {first.limit} {first.unit} "
+                   f"per minute")
+    # Report the counts as they stand without this request, which was rolled back.
+    for o in outcomes:
+        if o.admitted:
+            o.value -= o.limit.amount
+    headers = _headers(outcomes, elapsed)
+    headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+    headers["retry-after-ms"] = str(math.ceil(retry_after * 1000))
+    return RateLimited(message, retry_after=retry_after, headers=headers)
