@@ -1,4 +1,4 @@
-"""``modelmart``: serve the gateway and inspect its catalog."""
+"""``modelmart``: serve the gateway, manage customers and keys, read the ledger."""
 
 from __future__ import annotations
 
@@ -9,35 +9,7 @@ import sys
 
 from modelmart.catalog.loader import CatalogError, load_catalog
 
-
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    if args.config:
-        os.environ["MODELMART_CONFIG"] = os.path.abspath(args.config)
-    try:
-        load_catalog(os.environ.get("MODELMART_CONFIG"))  # fail fast on a bad catalog
-    except CatalogError as exc:
-        print(f"modelmart: {exc}", file=sys.stderr)
-        return 2
-    options = dict(host=args.host, port=args.port, log_level=args.log_level,
-                   access_log=args.access_log, http="httptools", lifespan="on",
-                   timeout_graceful_shutdown=5)
-    try:
-        import uvloop  # noqa: F401
-
-        options["loop"] = "uvloop"
-    except ImportError:
-        pass
-    print(f"modelmart serving on http://{args.host}:{args.port} "
-          f"(OpenAI: /v1/chat/completions, Anthropic: /v1/messages)", file=sys.stderr)
-    if args.workers > 1:
-        uvicorn.run("modelmart.api.app:app_from_env", factory=True, workers=args.workers, **options)
-    else:
-        from modelmart.api.app import app_from_env
-
-        uvicorn.run(app_from_env(), **options)
-    return 0
+from . import accounts, reports, serve
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -58,19 +30,12 @@ def _models(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelmart", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="serve the gateway")
-    serve.add_argument("--config", help="catalog YAML file (default: the bundled model only)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--log-level", default="info")
-    serve.add_argument("--access-log", action="store_true", help="log every request")
-    serve.set_defaults(func=_serve)
-
+    serve.register(sub)
     models = sub.add_parser("models", help="list the catalog's models and deployments")
     models.add_argument("--config")
     models.set_defaults(func=_models)
+    accounts.register(sub)
+    reports.register(sub)
     return parser
 
 

@@ -1,0 +1,93 @@
+"""``modelmart serve``: first-run setup, the limits coordinator for several workers, uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+
+from modelmart.catalog.loader import CatalogError, load_catalog
+from modelmart.store.base import open_store
+from modelmart.tenancy import accounts
+
+FIRST_CUSTOMER = "default"
+
+
+async def first_run(database_url: str | None) -> list[str]:
+    """Make the admin key, and a first customer with a key on an empty database, so a
+    newcomer can call a model right away. Returns lines to print (secrets, shown once)."""
+    store = await open_store(database_url)
+    lines = []
+    try:
+        admin = await accounts.ensure_admin_key(store)
+        if admin:
+            lines.append(f"admin key (admin API only; shown once): {admin}")
+        if not await store.list_customers():
+            await accounts.create_customer(store, FIRST_CUSTOMER)
+            _, secret = await accounts.create_key(store, FIRST_CUSTOMER, name="first key")
+            lines.append(f"API key for customer '{FIRST_CUSTOMER}' (shown once): {secret}")
+    finally:
+        await store.close()
+    return lines
+
+
+def serve(args) -> int:
+    import uvicorn
+
+    if args.config:
+        os.environ["MODELMART_CONFIG"] = os.path.abspath(args.config)
+    if args.database:
+        os.environ["MODELMART_DATABASE_URL"] = args.database
+    try:
+        load_catalog(os.environ.get("MODELMART_CONFIG"))  # fail fast on a bad catalog
+    except CatalogError as exc:
+        print(f"modelmart: {exc}", file=sys.stderr)
+        return 2
+    for line in asyncio.run(first_run(os.environ.get("MODELMART_DATABASE_URL"))):
+        print(f"modelmart: {line}", file=sys.stderr)
+    coordinator = None
+    if args.workers > 1 and not os.environ.get("MODELMART_REDIS_URL"):
+        # Workers share rate limits and budgets through a coordinator in this process.
+        from modelmart.tenancy.coordinator import start_coordinator
+
+        path = os.path.join(tempfile.mkdtemp(prefix="modelmart-"), "limits.sock")
+        coordinator = start_coordinator(path)
+        os.environ["MODELMART_COORDINATOR_SOCKET"] = path
+    options = dict(host=args.host, port=args.port, log_level=args.log_level,
+                   access_log=args.access_log, http="httptools", lifespan="on",
+                   timeout_graceful_shutdown=5)
+    try:
+        import uvloop  # noqa: F401
+
+        options["loop"] = "uvloop"
+    except ImportError:
+        pass
+    print(f"modelmart serving on http://{args.host}:{args.port} "
+          f"(OpenAI: /v1/chat/completions, Anthropic: /v1/messages, admin: /admin/v1)",
+          file=sys.stderr)
+    try:
+        if args.workers > 1:
+            uvicorn.run("modelmart.api.app:app_from_env", factory=True, workers=args.workers,
+                        **options)
+        else:
+            from modelmart.api.app import app_from_env
+
+            uvicorn.run(app_from_env(), **options)
+    finally:
+        if coordinator is not None:
+            coordinator.stop()
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("serve", help="serve the gateway")
+    p.add_argument("--config", help="catalog YAML file (default: the bundled model only)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--database", help="database URL (default: $MODELMART_DATABASE_URL or "
+                   "sqlite:///modelmart.db)")
+    p.add_argument("--log-level", default="info")
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=serve)
