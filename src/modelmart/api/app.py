@@ -21,6 +21,7 @@ from modelmart.tenancy.counters import make_counters
 from modelmart.tenancy.keys import KeyCache
 from modelmart.tenancy.limits import RateLimiter
 
+from .admin import AdminAPI
 from .guard import Guard
 from .http import Receive, Scope, Send, header, send_json
 from .models import get_model, list_models
@@ -50,6 +51,7 @@ class App:
             deployment_costs={d.name: d.cost for d in self.catalog.deployments() if d.cost},
             default_markup=self.catalog.default_markup)
         self.guard = Guard(self)
+        self.admin = AdminAPI(self)
         self.http = None
         self.store = None
         self.keys: KeyCache | None = None
@@ -153,6 +155,9 @@ class App:
 
     async def _fallback_route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
+        if path.startswith("/admin"):
+            await self.admin(scope, receive, send)
+            return
         for prefix in ("/v1/models/", "/models/"):
             if path.startswith(prefix) and method == "GET":
                 await get_model(self, path[len(prefix):], scope, receive, send)
