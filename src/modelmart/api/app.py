@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -79,6 +80,7 @@ class App:
         self.keys = KeyCache(self.store, poll_interval=settings.key_poll_interval)
         await self.keys.start()
         await self.refresh_customers()
+        self._watch(self._follow_customers())
         self.counters = make_counters(settings.redis_url, settings.coordinator_socket)
         self.limiter = RateLimiter(self.counters)
         self.budgets = Budgets(self.counters, self.store)
@@ -93,6 +95,8 @@ class App:
                  len(self.catalog.models), len(self.providers))
 
     async def shutdown(self) -> None:
+        for task in list(self.background):
+            task.cancel()
         for provider in self.providers.values():
             try:
                 await provider.aclose()
@@ -108,6 +112,23 @@ class App:
             await self.counters.close()
         if self.store is not None:
             await self.store.close()
+
+    def _watch(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _follow_customers(self) -> None:
+        """Customer limits change with the same counter as keys: reload them together."""
+        seen = self.keys._seen_counter
+        while True:
+            await asyncio.sleep(self.settings.key_poll_interval)
+            if self.keys._seen_counter != seen:
+                seen = self.keys._seen_counter
+                try:
+                    await self.refresh_customers()
+                except Exception:
+                    log.exception("reloading customer limits failed")
 
     async def refresh_customers(self) -> None:
         self.customer_limits = {c.id: (c.rpm, c.tpm) for c in await self.store.list_customers()
