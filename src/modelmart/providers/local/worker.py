@@ -58,6 +58,10 @@ class ModelThread:
         self._jobs: set[Job] = set()
         self._closed = False
 
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Runs ``fn`` on the model thread (after the jobs already queued) and awaits it."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

