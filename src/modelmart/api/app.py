@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from modelmart.core.errors import GatewayError, NotFound
-from modelmart.dialects import anthropic_messages, openai_chat
+from modelmart.dialects import anthropic_messages, openai_chat, openai_responses
 from modelmart.metering.prices import PriceBook
 from modelmart.metering.pricing import Pricing
 from modelmart.metering.recorder import Recorder
@@ -33,6 +33,9 @@ log = logging.getLogger("modelmart")
 
 OPENAI_CHAT = Surface("openai", openai_chat, "chatcmpl-")
 ANTHROPIC_MESSAGES = Surface("anthropic", anthropic_messages, "msg_")
+# Its extras are Responses-API fields that no chat upstream knows: its own source name
+# keeps them from being passed on.
+OPENAI_RESPONSES = Surface("openai_responses", openai_responses, "resp_", echoes_request=True)
 
 
 class App:
@@ -66,6 +69,8 @@ class App:
             ("POST", "/v1/chat/completions"): self._openai_chat,
             ("POST", "/chat/completions"): self._openai_chat,
             ("POST", "/v1/messages"): self._anthropic_messages,
+            ("POST", "/v1/responses"): self._openai_responses,
+            ("POST", "/responses"): self._openai_responses,
             ("GET", "/v1/models"): self._list_models,
             ("GET", "/models"): self._list_models,
             ("GET", "/health"): self._health,
@@ -167,6 +172,9 @@ class App:
 
     async def _anthropic_messages(self, scope: Scope, receive: Receive, send: Send) -> None:
         await handle_chat(self, ANTHROPIC_MESSAGES, scope, receive, send)
+
+    async def _openai_responses(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await handle_chat(self, OPENAI_RESPONSES, scope, receive, send)
 
     async def _list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
         await list_models(self, scope, receive, send)

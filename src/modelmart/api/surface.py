@@ -36,6 +36,11 @@ class Surface:
     name: str  # the dialect's name, also ``Request.source``
     dialect: ModuleType
     id_prefix: str
+    # The dialect's encoders echo request fields (OpenAI Responses echoes tools etc.).
+    echoes_request: bool = False
+
+    def encoder_options(self, req: Request) -> dict:
+        return {"request": req} if self.echoes_request else {}
 
 
 def _route_headers(call: Call, routed: Routed | None) -> dict[str, str]:
@@ -102,7 +107,7 @@ async def _complete(app: "App", surface: Surface, call: Call, req: Request, send
     resp.created = resp.created or int(time.time())
     record = app.guard.settle(call, usage=resp.usage, deployment=routed.deployment,
                               attempts=routed.attempts, status="ok", http_status=200)
-    body = surface.dialect.encode_response(resp, req.model)
+    body = surface.dialect.encode_response(resp, req.model, **surface.encoder_options(req))
     usage = body.get("usage") if isinstance(body, dict) else None
     if record is not None and isinstance(usage, dict):
         # OpenRouter's convention: the request's price to the caller, in USD.
@@ -119,6 +124,7 @@ async def _stream(app: "App", surface: Surface, call: Call, req: Request, includ
                          status="error", http_status=err.status, error=err.message)
         await send_error(surface, send, call, err)
         return
-    encoder = surface.dialect.StreamEncoder(req.model, include_usage=include_usage)
+    encoder = surface.dialect.StreamEncoder(req.model, include_usage=include_usage,
+                                            **surface.encoder_options(req))
     frames = metered_frames(app, call, first, events, encoder, surface.id_prefix + call.rid, routed)
     await send_stream(send, receive, frames, _route_headers(call, routed))

@@ -13,6 +13,7 @@ KINDS: dict[str, str] = {
     "openai": "modelmart.providers.openai:OpenAIProvider",
     "anthropic": "modelmart.providers.anthropic:AnthropicProvider",
     "local": "modelmart.providers.local:LocalProvider",
+    "gemini": "modelmart.providers.gemini:GeminiProvider",
 }
 
 

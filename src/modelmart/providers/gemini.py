@@ -1,0 +1,70 @@
+"""Google's Gemini API (generativelanguage.googleapis.com) as an upstream."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+from urllib.parse import quote
+
+import orjson
+
+from modelmart.core.errors import UpstreamError
+from modelmart.core.types import Request, Response, StreamEvent
+from modelmart.dialects import gemini as wire
+from modelmart.dialects.sse import SSEParser
+
+from .base import Provider
+from .http import post_json, post_stream
+
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
+API_VERSION = "v1beta"
+
+
+class GeminiProvider(Provider):
+    kind = "gemini"
+
+    def url(self, *, stream: bool) -> str:
+        base = (self.config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        model = quote(self.config.model.removeprefix("models/"), safe="")
+        method = "streamGenerateContent?alt=sse" if stream else "generateContent"
+        return f"{base}/{API_VERSION}/models/{model}:{method}"
+
+    def headers(self) -> dict[str, str]:
+        # Google takes the key in x-goog-api-key whatever auth_header says (its default,
+        # bearer, would be an OAuth token); a proxy that wants more sets config.headers.
+        headers = {"content-type": "application/json", "user-agent": "modelmart"}
+        if self.config.api_key:
+            headers["x-goog-api-key"] = self.config.api_key
+        headers.update(self.config.headers)
+        return headers
+
+    def body(self, request: Request, *, stream: bool) -> bytes:
+        drop = set(self.config.unsupported_params)
+        if not self.config.supports_json_schema:
+            drop.add("responseJsonSchema")
+        return orjson.dumps(wire.encode_request(request, self.config.model, stream=stream, drop=drop))
+
+    async def complete(self, request: Request) -> Response:
+        url = self.url(stream=False)
+        raw = await post_json(self.http, url, self.headers(), self.body(request, stream=False),
+                              self.config, wire.decode_error)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"malformed reply from the Gemini upstream {url}: "
+                                "the body is not JSON") from None
+        return wire.decode_response(data)
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        body = self.body(request, stream=True)
+        async with post_stream(self.http, self.url(stream=True), self.headers(), body,
+                               self.config, wire.decode_error) as chunks:
+            parser, decoder = SSEParser(), wire.StreamDecoder()
+            async for chunk in chunks:
+                for name, data in parser.feed(chunk):
+                    for event in decoder.feed(name, data):
+                        yield event
+            for name, data in parser.close():
+                for event in decoder.feed(name, data):
+                    yield event
+            for event in decoder.close():
+                yield event
