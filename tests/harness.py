@@ -19,20 +19,25 @@ from modelmart.tenancy import accounts
 from tests.fakes.script import free_port
 
 
-async def _provision(url: str, customer: str, key_options: dict) -> str:
+async def _provision(url: str, customer: str, key_options: dict):
     store = await open_store(url)
     try:
         if await store.get_customer(customer) is None:
             await accounts.create_customer(store, customer)
-        _, secret = await accounts.create_key(store, customer, **key_options)
-        return secret
+        return await accounts.create_key(store, customer, **key_options)
     finally:
         await store.close()
 
 
 def provision_key(url: str, customer: str = "acme", **key_options) -> str:
     """Create (if needed) a customer and a new key for it; returns the secret."""
-    return asyncio.run(_provision(url, customer, key_options))
+    return asyncio.run(_provision(url, customer, key_options))[1]
+
+
+def provision_aws_key(url: str, customer: str = "acme", **key_options) -> tuple[str, str]:
+    """A key with an AWS access key id and secret (for boto3); returns both."""
+    key, _ = asyncio.run(_provision(url, customer, {**key_options, "aws": True}))
+    return key.aws_access_key_id, key.aws_secret
 
 
 class GatewayServer:
@@ -57,6 +62,9 @@ class GatewayServer:
 
     def new_key(self, customer: str = "acme", **key_options) -> str:
         return provision_key(self.database_url, customer, **key_options)
+
+    def new_aws_key(self, customer: str = "acme", **key_options) -> tuple[str, str]:
+        return provision_aws_key(self.database_url, customer, **key_options)
 
     def start(self) -> "GatewayServer":
         self._thread.start()

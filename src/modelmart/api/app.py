@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from urllib.parse import unquote
 from typing import Any
 
 from modelmart.core.errors import GatewayError, NotFound
-from modelmart.dialects import anthropic_messages, openai_chat, openai_responses
+from modelmart.dialects import anthropic_messages, bedrock_converse, openai_chat, openai_responses
 from modelmart.metering.prices import PriceBook
 from modelmart.metering.pricing import Pricing
 from modelmart.metering.recorder import Recorder
@@ -27,7 +29,7 @@ from .guard import Guard
 from .http import Receive, Scope, Send, header, send_json
 from .models import get_model, list_models
 from .settings import Settings
-from .surface import Surface, handle_chat
+from .surface import BedrockSurface, Surface, handle_chat
 
 log = logging.getLogger("modelmart")
 
@@ -35,7 +37,12 @@ OPENAI_CHAT = Surface("openai", openai_chat, "chatcmpl-")
 ANTHROPIC_MESSAGES = Surface("anthropic", anthropic_messages, "msg_")
 # Its extras are Responses-API fields that no chat upstream knows: its own source name
 # keeps them from being passed on.
+BEDROCK_CONVERSE = BedrockSurface("bedrock", bedrock_converse, "")
 OPENAI_RESPONSES = Surface("openai_responses", openai_responses, "resp_", echoes_request=True)
+
+
+# Split on the raw path before decoding: an ARN model id carries %2F.
+_BEDROCK_PATH = re.compile(rb"/model/([^/]+)/(converse|converse-stream)")
 
 
 class App:
@@ -187,6 +194,13 @@ class App:
         if path.startswith("/admin"):
             await self.admin(scope, receive, send)
             return
+        if method == "POST" and path.startswith("/model/"):
+            match = _BEDROCK_PATH.fullmatch(scope.get("raw_path") or path.encode())
+            if match is not None:
+                params = {"model_id": unquote(match.group(1).decode("latin-1")),
+                          "action": match.group(2).decode()}
+                await handle_chat(self, BEDROCK_CONVERSE, scope, receive, send, params)
+                return
         for prefix in ("/v1/models/", "/models/"):
             if path.startswith(prefix) and method == "GET":
                 await get_model(self, path[len(prefix):], scope, receive, send)

@@ -21,6 +21,7 @@ from modelmart.core.types import ImageBlock, Request, TextBlock, ToolResultBlock
 from modelmart.store.records import ApiKey, UsageRecord
 
 from .http import Scope, header
+from .sigv4 import verify_sigv4
 
 log = logging.getLogger("modelmart.guard")
 
@@ -82,9 +83,12 @@ class Guard:
         self.app = app
 
     # ---- before the call ------------------------------------------------------------
-    def authenticate(self, scope: Scope, call: Call) -> ApiKey | None:
+    def authenticate(self, scope: Scope, call: Call, body: bytes) -> ApiKey | None:
         if not self.app.settings.auth:
             return None
+        authorization = header(scope, b"authorization")
+        if authorization is not None and authorization.startswith(b"AWS4-HMAC-SHA256"):
+            return self._authenticate_sigv4(scope, call, body)
         secret = secret_from(scope)
         if secret is None:
             raise AuthenticationFailed(
@@ -92,6 +96,23 @@ class Guard:
         key = self.app.keys.lookup(secret)
         if key is None:
             raise AuthenticationFailed("Invalid API key: it is unknown or has been revoked.")
+        return self._accept(call, key)
+
+    def _authenticate_sigv4(self, scope: Scope, call: Call, body: bytes) -> ApiKey:
+        """boto3 signs with the key pair from ``modelmart keys create --aws``."""
+        keys = self.app.keys
+
+        def secret_for(access_key_id: str) -> str | None:
+            key = keys.by_aws_access_key_id(access_key_id)
+            return key.aws_secret if key is not None else None
+
+        access_key_id = verify_sigv4(scope["method"], scope.get("raw_path") or scope["path"].encode(),
+                                     scope.get("query_string", b""), scope["headers"], body,
+                                     secret_for)
+        return self._accept(call, keys.by_aws_access_key_id(access_key_id))
+
+    @staticmethod
+    def _accept(call: Call, key: ApiKey) -> ApiKey:
         if key.role != "user":
             raise PermissionDenied("The admin key cannot call models; create a customer key.")
         call.key = key

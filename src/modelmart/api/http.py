@@ -15,11 +15,7 @@ Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
+STREAM_HEADERS = [(b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:
@@ -77,11 +73,12 @@ async def send_stream(
     receive: Receive,
     frames: AsyncIterator[bytes],
     headers: dict[str, str] | None = None,
+    content_type: bytes = b"text/event-stream; charset=utf-8",
 ) -> bool:
-    """Send ``frames`` as an SSE body. A client disconnect cancels the producer, which closes
+    """Send ``frames`` as a streamed body (SSE, or AWS's event stream). A client disconnect cancels the producer, which closes
     ``frames`` (and so the upstream request). Returns False when the client went away."""
     await send({"type": "http.response.start", "status": 200,
-                "headers": SSE_HEADERS + _headers(headers)})
+                "headers": [(b"content-type", content_type), *STREAM_HEADERS, *_headers(headers)]})
 
     async def pump() -> None:
         async for frame in frames:

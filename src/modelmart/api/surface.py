@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -31,16 +30,51 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelmart.api")
 
 
-@dataclass(frozen=True, slots=True)
 class Surface:
-    name: str  # the dialect's name, also ``Request.source``
-    dialect: ModuleType
-    id_prefix: str
-    # The dialect's encoders echo request fields (OpenAI Responses echoes tools etc.).
-    echoes_request: bool = False
+    """A client API: a dialect module, the id prefix its clients expect, and the few places
+    where a dialect differs (how the model is named, extra encoder inputs, error headers)."""
 
-    def encoder_options(self, req: Request) -> dict:
+    stream_type = b"text/event-stream; charset=utf-8"
+
+    def __init__(self, name: str, dialect: ModuleType, id_prefix: str, *,
+                 echoes_request: bool = False) -> None:
+        self.name = name  # the dialect's name, also ``Request.source``
+        self.dialect = dialect
+        self.id_prefix = id_prefix
+        # The dialect's encoders echo request fields (OpenAI Responses echoes tools etc.).
+        self.echoes_request = echoes_request
+
+    def decode(self, data, params: dict) -> Request:
+        return self.dialect.decode_request(data)
+
+    def response_options(self, req: Request, call: Call) -> dict:
         return {"request": req} if self.echoes_request else {}
+
+    def stream_options(self, req: Request) -> dict:
+        return {"request": req} if self.echoes_request else {}
+
+    def error_headers(self, err: GatewayError) -> dict[str, str]:
+        return {}
+
+
+class BedrockSurface(Surface):
+    """Bedrock Runtime: the model id and streaming are in the path; AWS error headers;
+    the binary event stream; the response reports its own latency."""
+
+    stream_type = b"application/vnd.amazon.eventstream"
+
+    def decode(self, data, params: dict) -> Request:
+        return self.dialect.decode_request(data, params["model_id"],
+                                           stream=params["action"] == "converse-stream")
+
+    def response_options(self, req: Request, call: Call) -> dict:
+        return {"latency_ms": int((time.perf_counter() - call.t0) * 1000)}
+
+    def stream_options(self, req: Request) -> dict:
+        return {}
+
+    def error_headers(self, err: GatewayError) -> dict[str, str]:
+        return self.dialect.error_headers(err)
 
 
 def _route_headers(call: Call, routed: Routed | None) -> dict[str, str]:
@@ -51,8 +85,9 @@ def _route_headers(call: Call, routed: Routed | None) -> dict[str, str]:
     return headers
 
 
-def error_headers(call: Call, err: GatewayError) -> dict[str, str]:
-    headers = {"x-request-id": call.rid, **call.headers, **err.headers}
+def error_headers(surface: Surface, call: Call, err: GatewayError) -> dict[str, str]:
+    headers = {"x-request-id": call.rid, **call.headers, **err.headers,
+               **surface.error_headers(err)}
     if err.retry_after is not None:
         headers["retry-after"] = str(max(1, round(err.retry_after)))
     return headers
@@ -60,16 +95,17 @@ def error_headers(call: Call, err: GatewayError) -> dict[str, str]:
 
 async def send_error(surface: Surface, send: Send, call: Call, err: GatewayError) -> None:
     status, body = surface.dialect.encode_error(err)
-    await send_json(send, status, body, error_headers(call, err))
+    await send_json(send, status, body, error_headers(surface, call, err))
 
 
-async def handle_chat(app: "App", surface: Surface, scope: Scope, receive: Receive, send: Send) -> None:
+async def handle_chat(app: "App", surface: Surface, scope: Scope, receive: Receive, send: Send,
+                      params: dict | None = None) -> None:
     call = Call(rid=new_id(), surface=surface.name, key=None, started=time.time(),
                 t0=time.perf_counter())
     try:
-        app.guard.authenticate(scope, call)
-        req = surface.dialect.decode_request(
-            parse_json(await read_body(scope, receive, app.settings.max_body_bytes)))
+        body = await read_body(scope, receive, app.settings.max_body_bytes)
+        app.guard.authenticate(scope, call, body)
+        req = surface.decode(parse_json(body), params or {})
         req.source = surface.name
         include_usage = bool(req.extra.pop("include_usage", False))
         await app.guard.admit(call, req)
@@ -107,7 +143,7 @@ async def _complete(app: "App", surface: Surface, call: Call, req: Request, send
     resp.created = resp.created or int(time.time())
     record = app.guard.settle(call, usage=resp.usage, deployment=routed.deployment,
                               attempts=routed.attempts, status="ok", http_status=200)
-    body = surface.dialect.encode_response(resp, req.model, **surface.encoder_options(req))
+    body = surface.dialect.encode_response(resp, req.model, **surface.response_options(req, call))
     usage = body.get("usage") if isinstance(body, dict) else None
     if record is not None and isinstance(usage, dict):
         # OpenRouter's convention: the request's price to the caller, in USD.
@@ -125,6 +161,7 @@ async def _stream(app: "App", surface: Surface, call: Call, req: Request, includ
         await send_error(surface, send, call, err)
         return
     encoder = surface.dialect.StreamEncoder(req.model, include_usage=include_usage,
-                                            **surface.encoder_options(req))
+                                            **surface.stream_options(req))
     frames = metered_frames(app, call, first, events, encoder, surface.id_prefix + call.rid, routed)
-    await send_stream(send, receive, frames, _route_headers(call, routed))
+    await send_stream(send, receive, frames, _route_headers(call, routed),
+                      content_type=surface.stream_type)

@@ -26,6 +26,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ollama": {"kind": "openai", "base_url": "http://127.0.0.1:11434/v1"},
     "llamacpp": {"kind": "openai", "base_url": "http://127.0.0.1:8080/v1"},
     "anthropic": {"kind": "anthropic", "base_url": "https://api.anthropic.com"},
+    "bedrock": {"kind": "bedrock"},
     "gemini": {"kind": "gemini", "base_url": "https://generativelanguage.googleapis.com"},
     "local": {"kind": "local", "supports_images": False},
 }

@@ -14,6 +14,7 @@ KINDS: dict[str, str] = {
     "anthropic": "modelmart.providers.anthropic:AnthropicProvider",
     "local": "modelmart.providers.local:LocalProvider",
     "gemini": "modelmart.providers.gemini:GeminiProvider",
+    "bedrock": "modelmart.providers.bedrock:BedrockProvider",
 }
 
 

@@ -1,0 +1,137 @@
+"""Amazon Bedrock's Converse API as an upstream.
+
+Requests are signed with SigV4 by botocore's own signer (service ``bedrock``), with keys
+from ``config.options`` (``aws_access_key_id``, ``aws_secret_access_key``,
+``aws_session_token``); or, with no keys there, ``config.api_key`` is sent as a Bedrock
+API key (``Authorization: Bearer``); or, with neither, botocore's default credential chain
+(environment, shared files, instance role) is used. ``config.model`` may be a model id, an
+inference profile id (``us.amazon.nova-lite-v1:0``) or an ARN: it is one path segment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+from urllib.parse import quote
+
+import orjson
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from yarl import URL
+
+from modelmart.core.errors import AuthenticationFailed, UpstreamError
+from modelmart.core.types import Request, Response, StreamEvent
+from modelmart.dialects import bedrock_converse as wire
+from modelmart.dialects.eventstream import CONTENT_TYPE as EVENTSTREAM, EventStreamDecoder
+
+from .base import Provider, ProviderConfig
+from .http import post_json, post_stream
+
+DEFAULT_REGION = "us-east-1"
+SIGNING_NAME = "bedrock"  # the service name in the credential scope, not the host prefix
+
+
+class BedrockProvider(Provider):
+    kind = "bedrock"
+
+    def __init__(self, config: ProviderConfig, http: Any) -> None:
+        super().__init__(config, http)
+        self.region = str(config.options.get("region") or DEFAULT_REGION)
+        self._static = _static_credentials(config.options)
+        self._chain: Any = None  # botocore's default chain, resolved on first use
+
+    @property
+    def base_url(self) -> str:
+        default = f"https://bedrock-runtime.{self.region}.amazonaws.com"
+        return (self.config.base_url or default).rstrip("/")
+
+    def url(self, *, stream: bool) -> str:
+        # The id is percent-encoded whole (':' and '/' in profile ids and ARNs included),
+        # exactly as the AWS SDKs put it in the path, and the signature covers that form.
+        action = "converse-stream" if stream else "converse"
+        return f"{self.base_url}/model/{quote(self.config.model, safe='')}/{action}"
+
+    def body(self, request: Request) -> bytes:
+        drop = set(self.config.unsupported_params)
+        if not self.config.supports_json_schema:
+            drop.add("outputConfig")
+        return orjson.dumps(wire.encode_request(request, self.config.model, drop=drop))
+
+    async def headers(self, url: str, body: bytes, *, stream: bool) -> dict[str, str]:
+        headers = {"content-type": "application/json", "user-agent": "modelmart"}
+        if stream:
+            headers["accept"] = EVENTSTREAM
+        headers.update(self.config.headers)
+        credentials = await self._current_credentials()
+        if credentials is None:
+            headers["authorization"] = f"Bearer {self.config.api_key}"
+            return headers
+        # Sign last, over the exact bytes and headers that will be sent.
+        signed = AWSRequest(method="POST", url=url, data=body, headers=headers)
+        SigV4Auth(credentials, SIGNING_NAME, self.region).add_auth(signed)
+        return {k.lower(): v for k, v in signed.headers.items()}
+
+    async def _current_credentials(self) -> Any:
+        """SigV4 credentials, or None to send the API key instead."""
+        if self._static is not None:
+            return self._static
+        if self.config.api_key:
+            return None
+        # Resolving the chain, and refreshing what it found, may touch files, STS or the
+        # instance metadata service: keep it off the event loop.
+        if self._chain is None:
+            self._chain = await asyncio.to_thread(_chain_credentials)
+        if self._chain is None:
+            raise AuthenticationFailed("no AWS credentials for the Bedrock deployment: set "
+                                       "options.aws_access_key_id and "
+                                       "options.aws_secret_access_key, or api_key")
+        return await asyncio.to_thread(self._chain.get_frozen_credentials)
+
+    async def complete(self, request: Request) -> Response:
+        url, body = self.url(stream=False), self.body(request)
+        headers = await self.headers(url, body, stream=False)
+        raw = await post_json(self.http, _exact(url), headers, body, self.config,
+                              wire.decode_error)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("malformed reply from the Bedrock upstream: "
+                                "the body is not JSON") from None
+        return wire.decode_response(data, self.config.model)
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        url, body = self.url(stream=True), self.body(request)
+        headers = await self.headers(url, body, stream=True)
+        async with post_stream(self.http, _exact(url), headers, body, self.config,
+                               wire.decode_error) as chunks:
+            frames, decoder = EventStreamDecoder(), wire.StreamDecoder(self.config.model)
+            async for chunk in chunks:
+                for message in frames.feed(chunk):
+                    for event in decoder.feed_message(message):
+                        yield event
+            frames.close()
+            for event in decoder.close():
+                yield event
+
+
+def _exact(url: str) -> Any:
+    # yarl would otherwise decode %3A back to ':' and the path sent would no longer be the
+    # path signed.
+    return URL(url, encoded=True)
+
+
+def _static_credentials(options: dict) -> Credentials | None:
+    key, secret = options.get("aws_access_key_id"), options.get("aws_secret_access_key")
+    if not key and not secret:
+        return None
+    if not key or not secret:
+        raise ValueError("Bedrock options need both aws_access_key_id and "
+                         "aws_secret_access_key")
+    return Credentials(str(key), str(secret), options.get("aws_session_token") or None)
+
+
+def _chain_credentials() -> Any:
+    import botocore.session
+
+    return botocore.session.get_session().get_credentials()
