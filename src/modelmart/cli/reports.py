@@ -57,8 +57,8 @@ def _margins(args) -> int:
     async def body(store) -> int:
         try:
             data = await reports.margins(store, args.month)
-        except ValueError as exc:
-            raise CLIError(str(exc)) from None
+        except (GatewayError, ValueError) as exc:
+            raise CLIError(getattr(exc, "message", str(exc))) from None
         if args.json:
             print_json(data)
             return 0

@@ -27,6 +27,25 @@ def format_usd(pico: int) -> str:
     return format(Decimal(_format_usd(pico)), "f")
 
 
+# Ledger rows for requests that were refused or failed before any token was generated:
+# kept for the audit trail, left out of what a customer is shown as billed requests.
+UNBILLED = frozenset({"refused", "error"})
+_SUMS = ("requests", *TOKEN_FIELDS, "cost_pico", "price_pico", "margin_pico")
+
+
+async def billed_summary(store: Any, group: list[str], **window) -> list[dict]:
+    """``usage_summary`` by ``group`` without the unbilled rows."""
+    merged: dict[tuple, dict] = {}
+    for row in await store.usage_summary(**window, by=[*group, "status"]):
+        if row["status"] in UNBILLED and not row["price_pico"]:
+            continue
+        ident = tuple(row[g] for g in group)
+        slot = merged.setdefault(ident, {**{g: row[g] for g in group}, **{f: 0 for f in _SUMS}})
+        for f in _SUMS:
+            slot[f] += row[f]
+    return list(merged.values())
+
+
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -107,8 +126,8 @@ async def statement(store: Any, customer_name: str, month: str) -> Statement:
     customer = await store.get_customer(customer_name)
     if customer is None:
         raise NotFound(f"no customer named {customer_name!r}", param="customer")
-    rows = await store.usage_summary(customer_id=customer.id, since=start, until=end,
-                                     by=["model"])
+    rows = await billed_summary(store, ["model"], customer_id=customer.id, since=start,
+                                until=end)
     lines = [StatementLine(model=r["model"], requests=r["requests"],
                            **{f: r[f] for f in TOKEN_FIELDS}, price_pico=r["price_pico"])
              for r in rows]
@@ -138,15 +157,15 @@ async def margins(store: Any, month: str) -> dict:
     """Revenue (customer price), provider cost and margin per provider and per model."""
     start, end = month_bounds(month)
     window = {"since": start, "until": end}
-    totals = await store.usage_summary(**window, by=[])
+    totals = await billed_summary(store, [], **window)
     empty = {"requests": 0, "price_pico": 0, "cost_pico": 0}
     return {
         "month": month,
         "period": {"start": _iso(start), "end": _iso(end)},
         "by_provider": [_margin_row(r, "provider")
-                        for r in await store.usage_summary(**window, by=["provider"])],
+                        for r in await billed_summary(store, ["provider"], **window)],
         "by_model": [_margin_row(r, "model")
-                     for r in await store.usage_summary(**window, by=["model"])],
+                     for r in await billed_summary(store, ["model"], **window)],
         "total": _margin_row(totals[0] if totals else empty, None),
     }
 
