@@ -25,6 +25,7 @@ from modelmart.tenancy.keys import KeyCache
 from modelmart.tenancy.limits import RateLimiter
 
 from .admin import AdminAPI
+from .embeddings import embedding_routes
 from .guard import Guard
 from .http import Receive, Scope, Send, header, send_json
 from .models import get_model, list_models
@@ -81,6 +82,7 @@ class App:
             ("GET", "/v1/models"): self._list_models,
             ("GET", "/models"): self._list_models,
             ("GET", "/health"): self._health,
+            **embedding_routes(self),  # POST /v1/embeddings and /embeddings
         }
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -132,11 +134,11 @@ class App:
 
     async def _follow_customers(self) -> None:
         """Customer limits change with the same counter as keys: reload them together."""
-        seen = self.keys._seen_counter
+        seen = self.keys.version
         while True:
             await asyncio.sleep(self.settings.key_poll_interval)
-            if self.keys._seen_counter != seen:
-                seen = self.keys._seen_counter
+            if self.keys.version != seen:
+                seen = self.keys.version
                 try:
                     await self.refresh_customers()
                 except Exception:

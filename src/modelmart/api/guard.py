@@ -15,7 +15,9 @@ import time
 from dataclasses import dataclass, field
 
 from modelmart.catalog import Deployment, ModelEntry
-from modelmart.core.errors import AuthenticationFailed, GatewayError, PermissionDenied
+from modelmart.core.errors import (
+    AuthenticationFailed, GatewayError, Overloaded, PermissionDenied,
+)
 from modelmart.core.money import format_usd
 from modelmart.core.types import ImageBlock, Request, TextBlock, ToolResultBlock, ToolUseBlock, Usage
 from modelmart.store.records import ApiKey, UsageRecord
@@ -131,10 +133,42 @@ class Guard:
         if key is None:
             return
         max_out = req.max_tokens or entry.max_output_tokens
+        try:
+            call.ticket = await app.limiter.admit(
+                key, app.customer_limits.get(key.customer_id), call.estimated_tokens + max_out)
+            call.headers.update(call.ticket.headers)
+            worst = app.pricing.worst_case(entry, call.estimated_tokens, max_out, call.started)
+            try:
+                call.reservation = await app.budgets.reserve(key, worst)
+            except GatewayError:
+                # Refused for its budget: the request must not count against its rate limits.
+                await app.limiter.release(call.ticket)
+                call.ticket = None
+                raise
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            # Redis or the workers' coordinator is unreachable: refuse rather than serve
+            # unmetered, and say it is ours and temporary.
+            log.error("limits backend unavailable: %s", exc)
+            raise Overloaded("Rate limits and budgets are temporarily unavailable; retry shortly.",
+                             retry_after=1) from None
+
+    async def admit_embedding(self, call: Call, model: str, input_tokens_estimate: int) -> None:
+        """``admit`` for an embeddings request: input tokens only, no output to reserve."""
+        app = self.app
+        entry = app.catalog.get(model)
+        call.entry, call.model, call.stream = entry, model, False
+        key = call.key
+        if key is not None and key.models is not None and model not in key.models:
+            raise PermissionDenied(f"This API key may not use the model '{model}'. "
+                                   f"Allowed: {', '.join(key.models)}.", param="model")
+        app.pricing.check(entry, call.started)
+        call.estimated_tokens = input_tokens_estimate
+        if key is None:
+            return
         call.ticket = await app.limiter.admit(
-            key, app.customer_limits.get(key.customer_id), call.estimated_tokens + max_out)
+            key, app.customer_limits.get(key.customer_id), input_tokens_estimate)
         call.headers.update(call.ticket.headers)
-        worst = app.pricing.worst_case(entry, call.estimated_tokens, max_out, call.started)
+        worst = app.pricing.worst_case(entry, input_tokens_estimate, 0, call.started)
         try:
             call.reservation = await app.budgets.reserve(key, worst)
         except GatewayError:

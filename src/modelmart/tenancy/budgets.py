@@ -66,6 +66,7 @@ class _Seeding:
     counter: str
     task: asyncio.Task
     trusted_until: float  # monotonic; past it the counter may have expired, so seed again
+    done: bool = False  # the fast path: no await at all once seeded
 
 
 class Budgets:
@@ -100,8 +101,11 @@ class Budgets:
     async def _ensure_seeded(self, key_id: int, counter: str, since: float | None,
                              ttl: float) -> None:
         seeding = self._seeded.get(key_id)
-        if (seeding is None or seeding.counter != counter
-                or seeding.trusted_until < time.monotonic()):
+        current = (seeding is not None and seeding.counter == counter
+                   and seeding.trusted_until >= time.monotonic())
+        if current and seeding.done:
+            return
+        if not current:
             # Concurrent first requests share one task: one ledger read per key and window.
             task = asyncio.ensure_future(self._seed(key_id, counter, since, ttl))
             seeding = _Seeding(counter, task, time.monotonic() + ttl / 2)
@@ -109,6 +113,7 @@ class Budgets:
         try:
             # Shielded: a cancelled request must not cancel the seeding others wait for.
             await asyncio.shield(seeding.task)
+            seeding.done = True
         except Exception:
             if self._seeded.get(key_id) is seeding:
                 del self._seeded[key_id]  # let the next request try the ledger again

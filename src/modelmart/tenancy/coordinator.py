@@ -7,8 +7,8 @@ holds one ``CounterTable``; each request is handled to completion before the nex
 what makes ``try_add`` atomic across workers.
 
 Protocol, one JSON array per line (orjson) in each direction, over a Unix socket:
-request ``[id, op, key, *args]`` with op ``t`` (try_add), ``a`` (add), ``g`` (get),
-``s`` (seed); reply ``[id, result]`` or ``[id, null, "error"]``. Ids let a client keep many
+request ``[id, op, *args]`` with op ``t`` (try_add), ``m`` (try_add_all), ``a`` (add),
+``g`` (get), ``s`` (seed); reply ``[id, result]`` or ``[id, null, "error"]``. Ids let a client keep many
 requests in flight on its one connection.
 """
 
@@ -23,7 +23,7 @@ import threading
 
 import orjson
 
-from modelmart.tenancy.counters import CounterTable
+from modelmart.tenancy.counters import CounterTable, Item
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ SOCKET_ENV = "MODELMART_COORDINATOR_SOCKET"
 
 _OPS = {
     "t": CounterTable.try_add,
+    "m": CounterTable.try_add_all,
     "a": CounterTable.add,
     "g": CounterTable.get,
     "s": CounterTable.seed,
@@ -38,28 +39,40 @@ _OPS = {
 
 
 class _ServerProtocol(asyncio.Protocol):
-    def __init__(self, table: CounterTable) -> None:
+    def __init__(self, table: CounterTable, connections: set) -> None:
         self._table = table
+        self._connections = connections
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport) -> None:
         self._transport = transport
+        self._connections.add(transport)
+
+    def connection_lost(self, exc) -> None:
+        self._connections.discard(self._transport)
 
     def data_received(self, data: bytes) -> None:
         *lines, self._buffer = (self._buffer + data).split(b"\n")
-        if lines:
-            # One write for every request that arrived together: pipelined clients get
-            # their replies in one segment.
-            self._transport.write(b"".join(self._reply(line) for line in lines))
+        # One write for every request that arrived together: pipelined clients get their
+        # replies in one segment.
+        replies = []
+        for line in lines:
+            reply = self._reply(line)
+            if reply is None:  # a malformed line ends the conversation
+                log.warning("coordinator: malformed request %r; closing", line[:200])
+                self._transport.write(b"".join(replies))
+                self._transport.close()
+                return
+            replies.append(reply)
+        if replies:
+            self._transport.write(b"".join(replies))
 
-    def _reply(self, line: bytes) -> bytes:
+    def _reply(self, line: bytes) -> bytes | None:
         try:
             request_id, op, *args = orjson.loads(line)
         except (orjson.JSONDecodeError, ValueError, TypeError):
-            log.warning("coordinator: malformed request %r; closing the connection", line[:200])
-            self._transport.close()
-            return b""
+            return None
         try:
             result = _OPS[op](self._table, *args)
         except Exception as exc:  # a bad argument must not take the coordinator down
@@ -72,8 +85,10 @@ async def serve(socket_path: str, stop: asyncio.Event, ready: threading.Event | 
     if os.path.exists(socket_path):
         os.unlink(socket_path)  # a stale socket from a killed supervisor
     table = CounterTable()
+    connections: set[asyncio.Transport] = set()
     loop = asyncio.get_running_loop()
-    server = await loop.create_unix_server(lambda: _ServerProtocol(table), socket_path)
+    server = await loop.create_unix_server(lambda: _ServerProtocol(table, connections),
+                                           socket_path)
     os.chmod(socket_path, 0o600)  # the counters are this user's business only
     if ready is not None:
         ready.set()
@@ -81,6 +96,10 @@ async def serve(socket_path: str, stop: asyncio.Event, ready: threading.Event | 
         await stop.wait()
     finally:
         server.close()
+        # Closing the listener leaves accepted connections open; close them so clients
+        # fail fast and reconnect instead of waiting on a coordinator that is gone.
+        for transport in list(connections):
+            transport.close()
         await server.wait_closed()
         if os.path.exists(socket_path):
             os.unlink(socket_path)
@@ -130,15 +149,30 @@ def start_coordinator(socket_path: str) -> CoordinatorHandle:
 
 
 class _ClientProtocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout: float) -> None:
         self.pending: dict[int, asyncio.Future] = {}
         self.closed = False
         self._buffer = b""
         self._outgoing: list[bytes] = []
         self.transport: asyncio.Transport | None = None
+        self._timeout = timeout
+        self._watched: set[int] = set()
+        self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self._watchdog = asyncio.get_running_loop().call_later(self._timeout, self._expire)
+
+    def _expire(self) -> None:
+        # A coordinator that stops answering must fail requests, not hang them. One timer
+        # per connection instead of one per request: whatever was already pending at the
+        # previous tick has waited at least ``timeout`` and is failed now.
+        for request_id in self._watched.intersection(self.pending):
+            future = self.pending.pop(request_id)
+            if not future.done():
+                future.set_exception(TimeoutError("coordinator did not answer in time"))
+        self._watched = set(self.pending)
+        self._watchdog = asyncio.get_running_loop().call_later(self._timeout, self._expire)
 
     def send(self, message: bytes) -> None:
         # Requests made in the same loop iteration leave in one write (one syscall).
@@ -165,6 +199,8 @@ class _ClientProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("coordinator connection lost"))
@@ -174,8 +210,9 @@ class _ClientProtocol(asyncio.Protocol):
 class CoordinatorCounters:
     """The counters client: one pipelined connection per process (per event loop)."""
 
-    def __init__(self, socket_path: str) -> None:
+    def __init__(self, socket_path: str, timeout: float = 5.0) -> None:
         self._path = socket_path
+        self._timeout = timeout  # a request fails after between 1 and 2 times this
         self._ids = itertools.count()
         self._protocol: _ClientProtocol | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -184,6 +221,10 @@ class CoordinatorCounters:
     async def try_add(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]:
         admitted, value = await self._call("t", key, amount, limit, ttl)
         return admitted, value
+
+    async def try_add_all(self, items: list[Item], ttl: float) -> tuple[bool, list[int]]:
+        admitted, values = await self._call("m", items, ttl)
+        return admitted, values
 
     async def add(self, key: str, amount: int, ttl: float) -> int:
         return await self._call("a", key, amount, ttl)
@@ -221,7 +262,8 @@ class CoordinatorCounters:
     async def _connect(self) -> _ClientProtocol:
         try:
             loop = asyncio.get_running_loop()
-            _, protocol = await loop.create_unix_connection(_ClientProtocol, self._path)
+            _, protocol = await loop.create_unix_connection(
+                lambda: _ClientProtocol(self._timeout), self._path)
             self._protocol = protocol
             return protocol
         finally:

@@ -5,6 +5,9 @@ Every backend offers the same four coroutines:
 - ``try_add(key, amount, limit, ttl) -> (admitted, value)``: atomically, if the current value
   plus ``amount`` is at most ``limit``, add it and return ``(True, new)``; otherwise change
   nothing and return ``(False, current)``.
+- ``try_add_all([(key, amount, limit), ...], ttl) -> (admitted, values)``: the same for
+  several distinct keys at once, all or nothing (a request's rpm and tpm, per key and per
+  customer); ``values`` are the new values, or the current ones when refused.
 - ``add(key, amount, ttl) -> new``: unconditional, may be negative (settling a reservation).
 - ``get(key) -> value`` (0 when absent).
 - ``seed(key, value, ttl)``: set only if absent (a budget counter seeded from the ledger).
@@ -26,8 +29,12 @@ from typing import Callable, Protocol
 SWEEP_INTERVAL = 30.0  # seconds between purges of expired keys from a CounterTable
 
 
+Item = tuple[str, int, int]  # (key, amount, limit) for try_add_all
+
+
 class Counters(Protocol):
     async def try_add(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]: ...
+    async def try_add_all(self, items: list[Item], ttl: float) -> tuple[bool, list[int]]: ...
     async def add(self, key: str, amount: int, ttl: float) -> int: ...
     async def get(self, key: str) -> int: ...
     async def seed(self, key: str, value: int, ttl: float) -> None: ...
@@ -52,6 +59,14 @@ class CounterTable:
             return False, current
         self._set(key, current + amount, ttl)
         return True, current + amount
+
+    def try_add_all(self, items: list[Item], ttl: float) -> tuple[bool, list[int]]:
+        current = [self.get(key) for key, _, _ in items]
+        if any(c + amount > limit for c, (_, amount, limit) in zip(current, items)):
+            return False, current
+        for c, (key, amount, _) in zip(current, items):
+            self._set(key, c + amount, ttl)
+        return True, [c + amount for c, (_, amount, _) in zip(current, items)]
 
     def add(self, key: str, amount: int, ttl: float) -> int:
         value = self.get(key) + amount
@@ -94,6 +109,9 @@ class MemoryCounters:
     async def try_add(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]:
         return self.table.try_add(key, amount, limit, ttl)
 
+    async def try_add_all(self, items: list[Item], ttl: float) -> tuple[bool, list[int]]:
+        return self.table.try_add_all(items, ttl)
+
     async def add(self, key: str, amount: int, ttl: float) -> int:
         return self.table.add(key, amount, ttl)
 
@@ -109,7 +127,8 @@ class MemoryCounters:
 
 # Lua numbers are doubles, exact only below 2**53 (about $9007 in picodollars), so the
 # script compares decimal strings and lets INCRBY do the arithmetic in 64-bit integers.
-_TRY_ADD_LUA = """
+# ARGV: ttl in ms, then per key its amount and its threshold (limit - amount).
+_TRY_ADD_ALL_LUA = """
 local function le(a, b)
   local na, nb = a:sub(1, 1) == '-', b:sub(1, 1) == '-'
   if na ~= nb then return na end
@@ -117,11 +136,18 @@ local function le(a, b)
   if #a ~= #b then return #a < #b end
   return a <= b
 end
-local current = redis.call('GET', KEYS[1]) or '0'
-if not le(current, ARGV[2]) then return {0, current} end
-redis.call('INCRBY', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {1, redis.call('GET', KEYS[1])}
+local values, fits = {}, 1
+for i, key in ipairs(KEYS) do
+  values[i] = redis.call('GET', key) or '0'
+  if not le(values[i], ARGV[2 * i + 1]) then fits = 0 end
+end
+if fits == 0 then return {0, values} end
+for i, key in ipairs(KEYS) do
+  redis.call('INCRBY', key, ARGV[2 * i])
+  redis.call('PEXPIRE', key, ARGV[1])
+  values[i] = redis.call('GET', key)
+end
+return {1, values}
 """
 
 
@@ -140,13 +166,19 @@ class RedisCounters:
                                                         timeout=10)
         self._redis = aioredis.Redis.from_pool(pool)
         self._ns = namespace
-        self._try_add = self._redis.register_script(_TRY_ADD_LUA)
+        self._try_add_all = self._redis.register_script(_TRY_ADD_ALL_LUA)
 
     async def try_add(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]:
-        # The threshold is computed here, exactly, so the script only has to compare.
-        admitted, value = await self._try_add(
-            keys=[self._ns + key], args=[amount, limit - amount, _ms(ttl)])
-        return bool(admitted), int(value)
+        admitted, values = await self.try_add_all([(key, amount, limit)], ttl)
+        return admitted, values[0]
+
+    async def try_add_all(self, items: list[Item], ttl: float) -> tuple[bool, list[int]]:
+        args: list[int] = [_ms(ttl)]
+        for _, amount, limit in items:
+            args += [amount, limit - amount]  # exact here, so the script only compares
+        admitted, values = await self._try_add_all(
+            keys=[self._ns + key for key, _, _ in items], args=args)
+        return bool(admitted), [int(v) for v in values]
 
     async def add(self, key: str, amount: int, ttl: float) -> int:
         async with self._redis.pipeline(transaction=True) as pipe:

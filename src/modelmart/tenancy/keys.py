@@ -76,6 +76,11 @@ class KeyCache:
         key = self._by_aws.get(access_key_id) if access_key_id else None
         return key if key is not None and key.revoked_at is None else None
 
+    @property
+    def version(self) -> int | None:
+        """The store change counter the cached keys reflect; moves on every reload."""
+        return self._seen_counter
+
     def __len__(self) -> int:
         return len(self._by_hash)
 

@@ -3,11 +3,11 @@
 Sliding-window counting: one counter per limit and fixed minute, and the estimate for "the
 last 60 seconds" is the current minute's count plus the previous minute's count weighted by
 how much of it still overlaps the sliding window. The previous minute is closed, so reading
-it and then ``try_add``-ing the current minute against ``limit - previous_share`` is atomic
+it and then adding to the current minute against ``limit - previous_share`` is atomic
 enough: the only thing that can change the previous count is a token settlement.
 
-All limits of a request are tried concurrently; if any refuses, the others are rolled back,
-so a refused request consumes no quota.
+All limits of a request (rpm and tpm, per key and per customer) go through one
+``try_add_all``: all admitted or none, so a refused request consumes no quota.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class Ticket:
 
     estimated_tokens: int
     token_counters: list[str] = field(default_factory=list)
+    request_counters: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -73,12 +74,12 @@ class RateLimiter:
         if not limits:
             return ticket
         outcomes = await self._try_all(limits, window, elapsed)
-        refused = [o for o in outcomes if not o.admitted]
-        if refused:
-            await self._roll_back(outcomes, window)
-            raise _refusal(refused, outcomes, elapsed)
+        if not outcomes[0].admitted:
+            raise _refusal(outcomes, elapsed)
         ticket.token_counters = [o.limit.counter(window) for o in outcomes
                                  if o.limit.unit == "tokens"]
+        ticket.request_counters = [o.limit.counter(window) for o in outcomes
+                                   if o.limit.unit == "requests"]
         ticket.headers = _headers(outcomes, elapsed)
         return ticket
 
@@ -88,33 +89,37 @@ class RateLimiter:
             await asyncio.gather(*(self._counters.add(c, difference, COUNTER_TTL)
                                    for c in ticket.token_counters))
 
+    async def release(self, ticket: Ticket) -> None:
+        """Give back everything ``admit`` took: for a request refused later (its budget)."""
+        await self.settle(ticket, 0)
+        if ticket.request_counters:
+            await asyncio.gather(*(self._counters.add(c, -1, COUNTER_TTL)
+                                   for c in ticket.request_counters))
+        ticket.request_counters = []
+
     async def _try_all(self, limits: list[_Limit], window: int, elapsed: float) -> list[_Outcome]:
-        previous = await asyncio.gather(*(self._previous_count(l.counter(window - 1), window, elapsed)
-                                          for l in limits))
+        previous = await self._previous_counts([l.counter(window - 1) for l in limits], window,
+                                               elapsed)
         weight = 1.0 - elapsed / WINDOW
         shares = [math.ceil(p * weight) for p in previous]
-        results = await asyncio.gather(*(
-            self._counters.try_add(l.counter(window), l.amount, l.limit - s, COUNTER_TTL)
-            for l, s in zip(limits, shares)))
-        return [_Outcome(l, p, s, ok, v)
-                for l, p, s, (ok, v) in zip(limits, previous, shares, results)]
+        admitted, values = await self._counters.try_add_all(
+            [(l.counter(window), l.amount, l.limit - s) for l, s in zip(limits, shares)],
+            COUNTER_TTL)
+        return [_Outcome(l, p, s, admitted, v)
+                for l, p, s, v in zip(limits, previous, shares, values)]
 
-    async def _previous_count(self, counter: str, window: int, elapsed: float) -> int:
+    async def _previous_counts(self, counters: list[str], window: int,
+                               elapsed: float) -> list[int]:
         if window != self._previous_window:
             self._previous.clear()
             self._previous_window = window
-        cached = self._previous.get(counter)
-        if cached is not None:
-            return cached
-        count = await self._counters.get(counter)
+        missing = [c for c in counters if c not in self._previous]
+        if not missing:
+            return [self._previous[c] for c in counters]
+        fresh = dict(zip(missing, await asyncio.gather(*(self._counters.get(c) for c in missing))))
         if elapsed >= SETTLE_DELAY:
-            self._previous[counter] = count
-        return count
-
-    async def _roll_back(self, outcomes: list[_Outcome], window: int) -> None:
-        await asyncio.gather(*(self._counters.add(o.limit.counter(window), -o.limit.amount,
-                                                  COUNTER_TTL)
-                               for o in outcomes if o.admitted and o.limit.amount))
+            self._previous.update(fresh)
+        return [fresh[c] if c in fresh else self._previous[c] for c in counters]
 
 
 def _limits_for(key: ApiKey, customer_limits, tokens: int) -> list[_Limit]:
@@ -182,7 +187,9 @@ def _headers(outcomes: list[_Outcome], elapsed: float) -> dict[str, str]:
     return headers
 
 
-def _refusal(refused: list[_Outcome], outcomes: list[_Outcome], elapsed: float) -> RateLimited:
+def _refusal(outcomes: list[_Outcome], elapsed: float) -> RateLimited:
+    refused = [o for o in outcomes if o.value + o.limit.amount > o.limit.limit - o.share]
+    refused = refused or outcomes  # defensive: the backend said no, so something is full
     waits = [seconds_until_fits(o.previous, o.value, elapsed, o.limit.limit, o.limit.amount)
              for o in refused]
     retry_after = round(max(waits), 3)
@@ -193,10 +200,6 @@ def _refusal(refused: list[_Outcome], outcomes: list[_Outcome], elapsed: float) 
     else:
         message = (f"rate limit exceeded: {first.who} allows {first.limit} {first.unit} "
                    f"per minute")
-    # Report the counts as they stand without this request, which was rolled back.
-    for o in outcomes:
-        if o.admitted:
-            o.value -= o.limit.amount
     headers = _headers(outcomes, elapsed)
     headers["retry-after"] = str(max(1, math.ceil(retry_after)))
     headers["retry-after-ms"] = str(math.ceil(retry_after * 1000))

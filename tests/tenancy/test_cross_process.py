@@ -1,0 +1,31 @@
+"""Two worker processes sharing redis, or the coordinator, hold one limit together."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+import uuid
+
+import pytest
+
+from tests.tenancy import xproc
+
+
+@pytest.mark.parametrize("kind", ["redis", "coordinator"])
+def test_two_processes_share_one_rate_limit_and_one_budget(kind, request):
+    address = request.getfixturevalue("redis_url" if kind == "redis" else "coordinator_socket")
+    context = multiprocessing.get_context("spawn")  # what uvicorn uses for --workers
+    barrier, results = context.Barrier(2), context.Queue()
+    key_id = uuid.uuid4().int % 10**12
+    workers = [context.Process(target=xproc.run,
+                               args=(kind, address, key_id, time.time(), 20, barrier, results))
+               for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(10)
+        assert worker.exitcode == 0
+    assert [attempts for _, _, attempts in outcomes] == [20, 20]
+    assert sum(admitted for admitted, _, _ in outcomes) == 20  # rpm 20, 40 attempts
+    assert sum(reserved for _, reserved, _ in outcomes) == 15  # budget 15, 40 reservations
