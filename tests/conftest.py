@@ -42,10 +42,10 @@ def gateway_catalog(fake_openai, fake_anthropic) -> dict:
             # anthropic/claude-sonnet-4-5); the customer pays cost + 50%.
             "gpt-fake": {"provider": "openai", "model": "gpt-4o-mini",
                          "base_url": f"{fake_openai.base_url}/v1", "api_key": UPSTREAM_KEY,
-                         "price": {"markup": "0.5"}},
+                         "price": {"markup": "0.5"}, "retries": {"attempts": 1}},
             "claude-fake": {"provider": "anthropic", "model": "claude-sonnet-4-5",
                             "base_url": fake_anthropic.base_url, "api_key": UPSTREAM_KEY,
-                            "price": {"markup": "0.5"}},
+                            "price": {"markup": "0.5"}, "retries": {"attempts": 1}},
         }
     }
 

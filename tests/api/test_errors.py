@@ -84,8 +84,6 @@ def test_unknown_route_is_404_json(gateway):
 
 @pytest.mark.parametrize("status, openai_exc, anthropic_exc", [
     (400, openai.BadRequestError, anthropic.BadRequestError),
-    (401, openai.AuthenticationError, anthropic.AuthenticationError),
-    (403, openai.PermissionDeniedError, anthropic.PermissionDeniedError),
     (404, openai.NotFoundError, anthropic.NotFoundError),
     (413, openai.APIStatusError, anthropic.APIStatusError),
     (429, openai.RateLimitError, anthropic.RateLimitError),
@@ -107,6 +105,24 @@ def test_upstream_errors_keep_their_status(gateway, fakes, status, openai_exc, a
     with pytest.raises(anthropic_exc) as e:
         an.messages.create(model=model, max_tokens=5, messages=[{"role": "user", "content": "x"}])
     assert e.value.status_code == status
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("model", ["gpt-fake", "claude-fake"])
+def test_upstream_rejecting_the_gateways_key_is_a_502(gateway, fakes, status, model):
+    """The client's own key is fine: telling it 401 would send it looking in the wrong place."""
+    oa = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key, max_retries=0)
+    an = anthropic.Anthropic(base_url=gateway.url, api_key=gateway.key, max_retries=0)
+    for fake in fakes:
+        fake.queue(Reply(error_status=status, error_message="bad key sk-...abcd"),
+                   Reply(error_status=status, error_message="bad key sk-...abcd"))
+    with pytest.raises(openai.InternalServerError) as e:
+        oa.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 502 and "rejected the gateway's credentials" in str(e.value)
+    assert "sk-" not in str(e.value)
+    with pytest.raises(anthropic.APIStatusError) as e:
+        an.messages.create(model=model, max_tokens=5, messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 502
 
 
 @pytest.mark.parametrize("model", ["gpt-fake", "claude-fake"])

@@ -7,14 +7,22 @@ details}}`` bodies. It never imports modelmart.
 
 Like Google's proto-JSON front end it refuses unknown field names, and accepts both the
 camelCase and snake_case spelling of each field.
+
+Embeddings follow ``models.embedContent`` and ``models.batchEmbedContents``: text parts in,
+``{"embedding": {"values"}}`` / ``{"embeddings": [{"values"}]}`` out, at most 100 requests a
+batch, each naming the same model as the path, no usage reported. Vectors are made up but
+deterministic; only a full-size one is unit length (``outputDimensionality`` truncates).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
+import math
 import os
+import random
 import re
 import secrets
 from typing import Any
@@ -86,6 +94,9 @@ class FakeGemini(FakeServer):
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
+        # Registered first: aiohttp tries routes in order, and {call} would match these too.
+        app.router.add_post("/v1beta/models/{model:[^/:]+}:embedContent", self._embed_one)
+        app.router.add_post("/v1beta/models/{model:[^/:]+}:batchEmbedContents", self._embed_batch)
         app.router.add_post("/v1beta/models/{call}", self._call)
         return app
 
@@ -184,6 +195,68 @@ class FakeGemini(FakeServer):
         return resp
 
 
+    # ---- embeddings -------------------------------------------------------------------
+
+    async def _embed_request(self, request: web.Request) -> tuple[str, Any] | web.Response:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        self.received.append(Received(request.path_qs, dict(request.headers), body))
+        model = request.match_info["model"]
+        err = self._auth_error(request)
+        if err is not None:
+            return err
+        if model not in EMBEDDING_MODELS:
+            return _json(404, error_body(404, f"models/{model} is not found for API version "
+                                              "v1beta, or is not supported for embedContent. "
+                                              "Call ListModels to see the list of available "
+                                              "models and their supported methods."))
+        if self.replies:  # a scripted delay or failure
+            reply = self.replies.pop(0)
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+            if reply.error_status is not None:
+                return _json(reply.error_status, _error_reply(reply))
+        return model, body
+
+    async def _embed_one(self, request: web.Request) -> web.Response:
+        got = await self._embed_request(request)
+        if isinstance(got, web.Response):
+            return got
+        model, body = got
+        try:
+            values = _embed_values(model, body, "EmbedContentRequest", f"models/{model}")
+        except _Invalid as exc:
+            return _json(400, error_body(400, str(exc)))
+        return _json(200, {"embedding": {"values": values}})
+
+    async def _embed_batch(self, request: web.Request) -> web.Response:
+        got = await self._embed_request(request)
+        if isinstance(got, web.Response):
+            return got
+        model, body = got
+        try:
+            if not isinstance(body, dict):
+                raise _Invalid("Invalid JSON payload received. Expected an object.")
+            for key in body:
+                if _camel(key) != "requests":
+                    raise _Invalid(f"Invalid JSON payload received. Unknown name \"{key}\" at "
+                                   "'request': Cannot find field.")
+            requests = body.get("requests")
+            if not isinstance(requests, list) or not requests:
+                raise _Invalid("* BatchEmbedContentsRequest.requests: requests is not specified")
+            if len(requests) > EMBED_BATCH_LIMIT:
+                raise _Invalid(f"* BatchEmbedContentsRequest.requests: at most "
+                               f"{EMBED_BATCH_LIMIT} requests can be in one batch")
+            embeddings = [{"values": _embed_values(model, r, f"requests[{i}]", None)}
+                          for i, r in enumerate(requests)]
+        except _Invalid as exc:
+            return _json(400, error_body(400, str(exc)))
+        return _json(200, {"embeddings": embeddings})
+
+
 def _known(obj: Any, kind: str, where: str) -> None:
     if not isinstance(obj, dict):
         raise _Invalid(f"Invalid JSON payload received. Invalid value at '{where.rstrip('.')}'.")
@@ -280,3 +353,55 @@ class _Answer:
         out = [self._response(g, None, False) for g in groups]
         out[-1] = self._response(groups[-1], self.finish(), True)
         return out
+
+
+# ---- embeddings -------------------------------------------------------------------------
+
+EMBEDDING_MODELS = {"gemini-embedding-001": 3072, "text-embedding-004": 768}
+EMBED_BATCH_LIMIT = 100
+_EMBED_FIELDS = {"model", "content", "taskType", "title", "outputDimensionality"}
+_TASK_TYPES = {"TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT",
+               "SEMANTIC_SIMILARITY", "CLASSIFICATION", "CLUSTERING", "QUESTION_ANSWERING",
+               "FACT_VERIFICATION", "CODE_RETRIEVAL_QUERY"}
+
+
+def _embed_values(model: str, req: Any, where: str, path_model: str | None) -> list[float]:
+    """Checks one EmbedContentRequest and makes its vector."""
+    if not isinstance(req, dict):
+        raise _Invalid(f"Invalid JSON payload received. Invalid value at '{where}'.")
+    for key in req:
+        if _camel(key) not in _EMBED_FIELDS:
+            raise _Invalid(f"Invalid JSON payload received. Unknown name \"{key}\" at "
+                           f"'{where}': Cannot find field.")
+    named = _get(req, "model")
+    if path_model is None and named != f"models/{model}":
+        raise _Invalid(f"* BatchEmbedContentsRequest.{where}.model: Model names should match "
+                       f"models/{model}, got {named!r}")
+    task = _get(req, "taskType")
+    if task is not None and task not in _TASK_TYPES:
+        raise _Invalid(f"Invalid value at '{where}.task_type': {task!r}")
+    content = _get(req, "content")
+    if not isinstance(content, dict) or not content.get("parts"):
+        raise _Invalid(f"* {where}.content: contents is not specified")
+    _known(content, "content", f"{where}.content.")
+    texts = []
+    for j, part in enumerate(content["parts"]):
+        _check_part(part, f"{where}.content.parts[{j}]")
+        if not isinstance(part.get("text"), str):
+            raise _Invalid(f"* {where}.content.parts[{j}]: only text can be embedded")
+        texts.append(part["text"])
+    text = "".join(texts)
+    if not text:
+        raise _Invalid(f"* {where}.content: text must not be empty")
+    size = EMBEDDING_MODELS[model]
+    dims = _get(req, "outputDimensionality")
+    if dims is not None and (not isinstance(dims, int) or not 1 <= dims <= size):
+        raise _Invalid(f"* {where}.output_dimensionality: must be between 1 and {size}")
+    return _fake_vector(model, text)[:dims or size]
+
+
+def _fake_vector(model: str, text: str) -> list[float]:
+    rng = random.Random(hashlib.sha256(f"{model}\0{text}".encode()).digest())
+    values = [rng.gauss(0.0, 1.0) for _ in range(EMBEDDING_MODELS[model])]
+    norm = math.sqrt(sum(v * v for v in values))
+    return [v / norm for v in values]

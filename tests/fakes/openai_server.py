@@ -2,14 +2,26 @@
 ``POST /v1/chat/completions`` (JSON and SSE ``chat.completion.chunk`` streams, usage only with
 ``stream_options.include_usage``, ``data: [DONE]``), ``GET /v1/models``, bearer auth and
 ``{"error": {message, type, param, code}}`` error bodies. It never imports modelmart.
+
+``POST /v1/embeddings`` follows the Embeddings reference: ``input`` a string, an array of
+strings, an array of token ids or an array of such arrays; ``encoding_format`` ``float``
+(arrays of numbers) or ``base64`` (little-endian float32); ``dimensions`` only for the
+text-embedding-3 models. Vectors are made up but deterministic (the same text and model
+give the same unit vector); a token here is a word or a punctuation mark.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import math
 import os
+import random
+import re
 import secrets
+import struct
 import time
 from typing import Any
 
@@ -55,6 +67,7 @@ class FakeOpenAI(FakeServer):
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         return app
 
     # ---- request checks ---------------------------------------------------------------
@@ -148,6 +161,36 @@ class FakeOpenAI(FakeServer):
             self.client_disconnected.set()
             raise
         return resp
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        self.received.append(Received(request.path, dict(request.headers), body))
+        if (err := self._auth_error(request)) is not None:
+            return err
+        checked = _check_embeddings(body)
+        if isinstance(checked, web.Response):
+            return checked
+        inputs, counts, size = checked
+        if self.replies:  # a scripted delay or failure
+            reply = self.replies.pop(0)
+            if reply.delay:
+                await asyncio.sleep(reply.delay)
+            if reply.error_status is not None:
+                return _error_reply(reply)
+        data = []
+        for i, item in enumerate(inputs):
+            vector: Any = fake_vector(body["model"], item, size)
+            if body.get("encoding_format") == "base64":
+                vector = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+        tokens = sum(counts)
+        return _json(200, {"object": "list", "data": data, "model": body["model"],
+                           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}},
+                     {"x-request-id": "req_" + secrets.token_hex(16)})
 
 
 def _last_user_text(messages: list) -> str:
@@ -255,3 +298,89 @@ class _Completion:
 def _call_header(n: int, call: dict) -> dict:
     return {"index": n, "id": call["id"], "type": "function",
             "function": {"name": call["function"]["name"], "arguments": ""}}
+
+
+# ---- embeddings -------------------------------------------------------------------------
+
+# Embedding models and their native sizes; only the text-embedding-3 ones take `dimensions`.
+EMBEDDING_MODELS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072,
+                    "text-embedding-ada-002": 1536}
+_MAX_INPUTS = 2048
+_MAX_INPUT_TOKENS = 8192
+_INVALID_INPUT = ("'$.input' is invalid. Please check the API reference: "
+                  "https://platform.openai.com/docs/api-reference.")
+
+
+def fake_tokens(text: str) -> int:
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+def fake_vector(model: str, item: Any, size: int) -> list[float]:
+    """A unit vector that depends only on the model and the input (text or token ids)."""
+    seed = hashlib.sha256(f"{model}\0{json.dumps(item)}".encode()).digest()
+    rng = random.Random(seed)
+    values = [rng.gauss(0.0, 1.0) for _ in range(size)]
+    norm = math.sqrt(sum(v * v for v in values))
+    return [struct.unpack("<f", struct.pack("<f", v / norm))[0] for v in values]
+
+
+def _embedding_inputs(raw: Any) -> list[Any] | None:
+    """The list of inputs (strings or token-id lists), or None when ``input`` is invalid."""
+    def is_tokens(x: Any) -> bool:
+        return (isinstance(x, list) and bool(x)
+                and all(isinstance(t, int) and not isinstance(t, bool) for t in x))
+
+    if isinstance(raw, str):
+        return [raw] if raw else None
+    if is_tokens(raw):
+        return [raw]
+    if not isinstance(raw, list) or not raw:
+        return None
+    if all(isinstance(x, str) and x for x in raw) or all(is_tokens(x) for x in raw):
+        return raw
+    return None
+
+
+def _check_embeddings(body: Any) -> web.Response | tuple[list[Any], list[int], int]:
+    """OpenAI's 400/404 for a bad embeddings request, or (inputs, their token counts, the
+    vector size)."""
+    def invalid(message: str, param: str | None = None, code: str | None = None):
+        return _json(400, error_body(message, "invalid_request_error", param, code))
+
+    if not isinstance(body, dict):
+        return invalid("We could not parse the JSON body of your request.")
+    model = body.get("model")
+    if not model:
+        return invalid("you must provide a model parameter")
+    if model not in EMBEDDING_MODELS:
+        return _json(404, error_body(f"The model `{model}` does not exist or you do not have "
+                                     "access to it.", "invalid_request_error", None,
+                                     "model_not_found"))
+    if "input" not in body:
+        return invalid("Missing required parameter: 'input'.", "input", "missing_required_parameter")
+    inputs = _embedding_inputs(body["input"])
+    if inputs is None:
+        return invalid(_INVALID_INPUT)
+    if len(inputs) > _MAX_INPUTS:
+        return invalid(f"Invalid 'input': maximum input length is {_MAX_INPUTS}.", "input",
+                       "invalid_value")
+    fmt = body.get("encoding_format", "float")
+    if fmt not in ("float", "base64"):
+        return invalid(f"Invalid value for 'encoding_format': {fmt!r}. Supported values are: "
+                       "'float' and 'base64'.", "encoding_format", "invalid_value")
+    size = EMBEDDING_MODELS[model]
+    dims = body.get("dimensions")
+    if dims is not None:
+        if not model.startswith("text-embedding-3"):
+            return invalid("This model does not support specifying dimensions.", "dimensions")
+        if not isinstance(dims, int) or isinstance(dims, bool) or not 1 <= dims <= size:
+            return invalid(f"Invalid value for 'dimensions' = {dims}. Must be between 1 and "
+                           f"{size}.", "dimensions", "invalid_value")
+        size = dims
+    counts = [len(x) if isinstance(x, list) else fake_tokens(x) for x in inputs]
+    for i, n in enumerate(counts):
+        if n > _MAX_INPUT_TOKENS:
+            return invalid(f"This model's maximum context length is {_MAX_INPUT_TOKENS} tokens, "
+                           f"however you requested {n} tokens (input[{i}]). Please reduce your "
+                           "prompt.")
+    return inputs, counts, size

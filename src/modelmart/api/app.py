@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from typing import Any
 
 from modelmart.core.errors import GatewayError, NotFound
+from modelmart.core.types import Usage
 from modelmart.dialects import anthropic_messages, bedrock_converse, openai_chat, openai_responses
 from modelmart.metering.prices import PriceBook
 from modelmart.metering.pricing import Pricing
@@ -56,12 +57,12 @@ class App:
         for entry in self.catalog.models.values():
             entry.created = entry.created or created
         self.providers: dict[str, Provider] = {}
-        self.router = Router(self.catalog, self.providers)
         self.pricing = Pricing(
             self.catalog, PriceBook.load(overrides=self.catalog.cost_overrides or None),
             model_prices={m.id: m.price for m in self.catalog.models.values() if m.price},
             deployment_costs={d.name: d.cost for d in self.catalog.deployments() if d.cost},
             default_markup=self.catalog.default_markup)
+        self.router = Router(self.catalog, self.providers, cost_of=self._routing_cost)
         self.guard = Guard(self)
         self.admin = AdminAPI(self)
         self.http = None
@@ -84,6 +85,13 @@ class App:
             ("GET", "/health"): self._health,
             **embedding_routes(self),  # POST /v1/embeddings and /embeddings
         }
+
+    def _routing_cost(self, dep, input_tokens: int, output_tokens: int) -> int | None:
+        """A deployment's provider cost for a request of this size (lowest-cost routing)."""
+        rates = self.pricing.deployment_cost(dep, time.time())
+        if rates is None:
+            return None
+        return rates.cost(Usage(input_tokens=input_tokens, output_tokens=output_tokens))
 
     # ---- lifecycle ------------------------------------------------------------------
     async def startup(self) -> None:

@@ -165,16 +165,22 @@ class Guard:
         call.estimated_tokens = input_tokens_estimate
         if key is None:
             return
-        call.ticket = await app.limiter.admit(
-            key, app.customer_limits.get(key.customer_id), input_tokens_estimate)
-        call.headers.update(call.ticket.headers)
-        worst = app.pricing.worst_case(entry, input_tokens_estimate, 0, call.started)
+        # The same metering as ``admit``, with no output tokens.
         try:
-            call.reservation = await app.budgets.reserve(key, worst)
-        except GatewayError:
-            await app.limiter.settle(call.ticket, 0)
-            call.ticket = None
-            raise
+            call.ticket = await app.limiter.admit(
+                key, app.customer_limits.get(key.customer_id), input_tokens_estimate)
+            call.headers.update(call.ticket.headers)
+            worst = app.pricing.worst_case(entry, input_tokens_estimate, 0, call.started)
+            try:
+                call.reservation = await app.budgets.reserve(key, worst)
+            except GatewayError:
+                await app.limiter.release(call.ticket)
+                call.ticket = None
+                raise
+        except (ConnectionError, TimeoutError, OSError) as exc:
+            log.error("limits backend unavailable: %s", exc)
+            raise Overloaded("Rate limits and budgets are temporarily unavailable; retry shortly.",
+                             retry_after=1) from None
 
     # ---- after the call -------------------------------------------------------------
     def settle(self, call: Call, *, usage: Usage | None, deployment: Deployment | None,

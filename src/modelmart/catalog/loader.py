@@ -12,13 +12,16 @@ import yaml
 from modelmart.providers.base import ProviderConfig
 
 from .model import Catalog, Deployment, ModelEntry
+from .policies import (PolicyError, parse_context_window, parse_cooldown, parse_retries,
+                       parse_timeouts)
 from .presets import PRESETS
 
 BUNDLED_MODEL_ID = "smollm2-135m"
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-_MODEL_KEYS = {"deployments", "strategy", "description", "owned_by", "price", "max_output_tokens"}
+_MODEL_KEYS = {"deployments", "strategy", "description", "owned_by", "price", "max_output_tokens",
+               "retries", "cooldown"}
 _DEPLOYMENT_KEYS = {
     "provider", "model", "base_url", "api_key", "auth_header", "headers",
     "unsupported_params", "timeouts", "weight", "region", "capabilities", "options", "name",
@@ -67,7 +70,11 @@ def _deployment(model_id: str, index: int, data: Any) -> Deployment:
                            f"known: {', '.join(sorted(PRESETS))}")
     preset = PRESETS[preset_name]
     caps = data.get("capabilities") or {}
-    timeouts = data.get("timeouts") or {}
+    try:
+        connect, first_token, total = parse_timeouts(data.get("timeouts"), f"{where}.timeouts")
+        context_window = parse_context_window(caps, f"{where}.capabilities")
+    except PolicyError as exc:
+        raise CatalogError(str(exc)) from None
     cfg = ProviderConfig(
         kind=preset["kind"],
         model=str(data.get("model") or model_id),
@@ -77,22 +84,25 @@ def _deployment(model_id: str, index: int, data: Any) -> Deployment:
         headers={str(k): str(v) for k, v in (data.get("headers") or {}).items()},
         unsupported_params=list(data.get("unsupported_params")
                                 or preset.get("unsupported_params", [])),
-        connect_timeout=float(timeouts.get("connect", 10)),
-        first_token_timeout=float(timeouts.get("first_token", 60)),
-        total_timeout=float(timeouts.get("total", 600)),
+        connect_timeout=connect,
+        first_token_timeout=first_token,
+        total_timeout=total,
         supports_tools=bool(caps.get("tools", preset.get("supports_tools", True))),
         supports_images=bool(caps.get("images", preset.get("supports_images", True))),
         supports_json_schema=bool(caps.get("json_schema", True)),
-        context_window=caps.get("context_window"),
+        context_window=context_window,
         options=dict(data.get("options") or {}),
     )
     if cfg.kind != "local" and not cfg.base_url:
         raise CatalogError(f"{where}.base_url: required for provider {preset_name!r}")
+    weight = data.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        raise CatalogError(f"{where}.weight: must be a number ≥ 0, not {weight!r}")
     return Deployment(
         name=str(data.get("name") or f"{model_id}/{preset_name}-{index}"),
         provider=preset_name,
         config=cfg,
-        weight=float(data.get("weight", 1.0)),
+        weight=float(weight),
         region=data.get("region"),
         cost=data.get("cost"),
     )
@@ -115,6 +125,11 @@ def _model(model_id: str, data: Any) -> ModelEntry:
     if strategy not in _STRATEGIES:
         raise CatalogError(f"{where}.strategy: {strategy!r} is not one of "
                            f"{', '.join(sorted(_STRATEGIES))}")
+    try:
+        retries = parse_retries(data.get("retries"), f"{where}.retries")
+        cooldown = parse_cooldown(data.get("cooldown"), f"{where}.cooldown")
+    except PolicyError as exc:
+        raise CatalogError(str(exc)) from None
     return ModelEntry(
         id=model_id,
         deployments=[_deployment(model_id, i, d) for i, d in enumerate(raw)],
@@ -123,6 +138,8 @@ def _model(model_id: str, data: Any) -> ModelEntry:
         description=data.get("description"),
         price=data.get("price"),
         max_output_tokens=int(data.get("max_output_tokens", 4096)),
+        retries=retries,
+        cooldown=cooldown,
     )
 
 

@@ -23,6 +23,25 @@ class Deployment:
 
 
 @dataclass(slots=True)
+class RetryPolicy:
+    """How hard the router tries for one request (the ``retries:`` key of a model)."""
+
+    attempts: int = 2  # per deployment, the first attempt included
+    max_attempts: int = 6  # over all deployments
+    backoff_base: float = 0.5  # seconds; the n-th retry waits up to base * 2^(n-1) ...
+    backoff_max: float = 8.0  # ... but never more than this (full jitter below it)
+    deadline: float = 120.0  # seconds for the whole request, until the first byte
+
+
+@dataclass(slots=True)
+class CooldownPolicy:
+    """When a failing deployment is set aside (the ``cooldown:`` key of a model)."""
+
+    failures: int = 3  # consecutive failures that cool a deployment down
+    seconds: float = 30.0  # how long it is skipped before one probe request
+
+
+@dataclass(slots=True)
 class ModelEntry:
     id: str
     deployments: list[Deployment]
@@ -35,6 +54,8 @@ class ModelEntry:
     price: dict | list | None = None
     # Output cap assumed for budget reservations when a request sets no max_tokens.
     max_output_tokens: int = 4096
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    cooldown: CooldownPolicy = field(default_factory=CooldownPolicy)
 
 
 @dataclass(slots=True)

@@ -3,13 +3,16 @@ Mistral, Azure-style proxies) as an upstream."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import AsyncIterator
 
 import orjson
 
+from modelmart.core.embeddings import EmbeddingRequest, EmbeddingResponse, estimate_tokens
 from modelmart.core.errors import UpstreamError
 from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.dialects import openai_chat as wire
+from modelmart.dialects import openai_embeddings
 from modelmart.dialects.sse import SSEParser
 
 from .base import Provider
@@ -59,3 +62,28 @@ class OpenAIProvider(Provider):
                     yield event
             for event in decoder.close():
                 yield event
+
+    # ---- embeddings -------------------------------------------------------------------
+
+    @property
+    def embeddings_url(self) -> str:
+        return (self.config.base_url or DEFAULT_BASE_URL).rstrip("/") + "/embeddings"
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """``POST {base_url}/embeddings``. Vectors are asked for as base64 (exact float32 and
+        a quarter of the size); a server that ignores that and sends floats is read too, and
+        one that refuses it gets ``encoding_format`` listed in ``unsupported_params``."""
+        payload = openai_embeddings.encode_request(
+            replace(request, encoding_format="base64"), self.config.model,
+            drop=self.config.unsupported_params)
+        raw = await post_json(self.http, self.embeddings_url, auth_headers(self.config),
+                              orjson.dumps(payload), self.config, openai_embeddings.decode_error)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError(f"malformed reply from the OpenAI upstream "
+                                f"{self.embeddings_url}: the body is not JSON") from None
+        resp = openai_embeddings.decode_response(data)
+        if resp.estimated:  # some OpenAI-compatible servers report no usage
+            resp.input_tokens = estimate_tokens(request.inputs)
+        return resp

@@ -1,43 +1,47 @@
 """The router: picks deployments for a model and makes the attempts.
 
-A model's deployments are tried in catalog order; a retryable failure (connection error,
-timeout, 429, 5xx) moves on to the next deployment, any other error is the caller's and is
-raised at once. For streams, fallback is possible only until the first event arrives: after
-that the client has bytes and a failure is reported inside the stream.
+For one request: the model's deployments that can serve it (tools, images, JSON schema,
+context window) are ordered by the model's strategy, cooling ones are set aside, then each
+is tried up to ``retries.attempts`` times — retrying connection errors, timeouts, 429 and 5xx
+with backoff, never other 4xx — within ``retries.max_attempts`` and ``retries.deadline``
+overall. An upstream 401/403 is the gateway's own key being refused: the next deployment is
+tried at once. The error finally raised is the last upstream error.
+
+For streams, fallback is possible only until the first event arrives: after that the client
+has bytes and a failure is reported inside the stream.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from dataclasses import dataclass, replace
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from modelmart.catalog import Catalog, Deployment, ModelEntry
-from modelmart.core.errors import GatewayError, InvalidRequest, is_retryable
+from modelmart.core.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
 from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.providers.base import Provider
+
+from .capability import estimate_input_tokens, why_unable
+from .health import HealthBoard
+from .retry import credentials_failure, is_credentials_error, is_retryable, retry_delay
+from .strategies import Context, CostFn, order
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
 class Routed:
-    """Which deployment answered and after how many attempts."""
+    """Which deployment answered, after how many attempts, and how fast the client was served,
+    counted from the start of routing (failed attempts included). ``ttft_ms`` is set for
+    streams only; a stream's ``latency_ms`` is set when the stream ends."""
 
     deployment: Deployment
     attempts: int
-
-
-def _capable(dep: Deployment, req: Request) -> str | None:
-    """Why ``dep`` cannot serve ``req``, or None when it can."""
-    cfg = dep.config
-    if req.tools and not cfg.supports_tools and not (
-        req.tool_choice and req.tool_choice.type == "none"
-    ):
-        return "tools"
-    if not cfg.supports_images and req.needs_images():
-        return "images"
-    rf = req.response_format
-    if rf and rf.type == "json_schema" and not cfg.supports_json_schema:
-        return "JSON schema output"
-    return None
+    ttft_ms: float | None = None
+    latency_ms: float | None = None
 
 
 def _request_for(dep: Deployment, req: Request) -> Request:
@@ -47,56 +51,235 @@ def _request_for(dep: Deployment, req: Request) -> Request:
     return req
 
 
+class _Run:
+    """The bookkeeping of one routed request: attempts made, time left, last failure."""
+
+    def __init__(self, entry: ModelEntry, clock: Callable[[], float]) -> None:
+        self.entry, self.clock = entry, clock
+        self.started = clock()
+        self.attempts = 0
+        self.last: GatewayError | None = None
+        self.last_dep: Deployment | None = None
+
+    def remaining(self) -> float:
+        return self.entry.retries.deadline - (self.clock() - self.started)
+
+    def elapsed_ms(self) -> float:
+        return (self.clock() - self.started) * 1000
+
+    def may_attempt(self) -> bool:
+        return self.attempts < self.entry.retries.max_attempts and self.remaining() > 0
+
+    def final_error(self) -> GatewayError:
+        assert self.last is not None and self.last_dep is not None
+        err = self.last
+        if is_credentials_error(err):
+            err = credentials_failure(self.last_dep, err)
+        return self.counted(err)
+
+    def counted(self, err: GatewayError) -> GatewayError:
+        """``err`` carrying the attempts made, for the ledger."""
+        err.attempts = self.attempts  # type: ignore[attr-defined]
+        return err
+
+
 class Router:
-    def __init__(self, catalog: Catalog, providers: dict[str, Provider]) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        providers: dict[str, Provider],
+        *,
+        cost_of: CostFn | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
         self.catalog = catalog
         self.providers = providers
+        self.cost_of = cost_of  # from metering; None: costs unknown, lowest-cost keeps order
+        self.clock, self.sleep = clock, sleep
+        self.rng = rng or random.Random()
+        self.board = HealthBoard(clock)
 
-    def candidates(self, entry: ModelEntry, req: Request) -> list[Deployment]:
-        able, missing = [], set()
+    # ---- planning ---------------------------------------------------------------------
+
+    def candidates(self, entry: ModelEntry, req: Request,
+                   input_tokens: int | None = None) -> list[Deployment]:
+        """The deployments able to serve ``req``; an ``InvalidRequest`` naming what is
+        missing when there are none."""
+        if input_tokens is None:
+            input_tokens = estimate_input_tokens(req)
+        able, missing = [], []
         for dep in entry.deployments:
-            why = _capable(dep, req)
+            why = why_unable(dep, req, input_tokens)
             if why is None:
                 able.append(dep)
-            else:
-                missing.add(why)
+            elif why not in missing:
+                missing.append(why)
         if not able:
             raise InvalidRequest(
-                f"The model '{entry.id}' does not support {', '.join(sorted(missing))}.",
-                param="model",
-            )
+                f"The model '{entry.id}' does not support {', '.join(missing)}.", param="model")
         return able
 
+    def plan(self, entry: ModelEntry, req: Request) -> list[Deployment]:
+        """The deployments to try, in order."""
+        tokens = estimate_input_tokens(req)
+        ctx = Context(stream=req.stream, input_tokens=tokens,
+                      output_tokens=req.max_tokens or entry.max_output_tokens,
+                      board=self.board, rng=self.rng, cost_of=self.cost_of)
+        return self.board.admit(order(entry.strategy, self.candidates(entry, req, tokens), ctx))
+
+    # ---- the public calls -------------------------------------------------------------
+
     async def complete(self, req: Request) -> tuple[Response, Routed]:
-        entry = self.catalog.get(req.model)
-        last: GatewayError | None = None
-        for attempt, dep in enumerate(self.candidates(entry, req), start=1):
-            try:
-                resp = await self.providers[dep.name].complete(_request_for(dep, req))
-                return resp, Routed(dep, attempt)
-            except GatewayError as err:
-                if not is_retryable(err):
-                    raise
-                last = err
-        assert last is not None
-        raise last
+        async def once(dep: Deployment, run: _Run) -> Response:
+            started = self.clock()
+            provider = self.providers[dep.name]
+            resp = await self._guard(dep, run, provider.complete(_request_for(dep, req)))
+            self.board.succeeded(dep, latency_ms=(self.clock() - started) * 1000)
+            return resp
+
+        resp, dep, run = await self._route(req, once)
+        return resp, Routed(dep, run.attempts, latency_ms=run.elapsed_ms())
 
     async def stream(self, req: Request) -> tuple[AsyncIterator[StreamEvent], StreamEvent, Routed]:
         """Open a stream and wait for its first event (so a failure before any byte reaches the
         client can still fall back). Returns the iterator, its first event and the route."""
-        entry = self.catalog.get(req.model)
-        last: GatewayError | None = None
-        for attempt, dep in enumerate(self.candidates(entry, req), start=1):
+        async def once(dep: Deployment, run: _Run) -> tuple[AsyncIterator[StreamEvent], StreamEvent, float]:
+            started = self.clock()
             events = self.providers[dep.name].stream(_request_for(dep, req))
             try:
-                first = await events.__anext__()
-                return events, first, Routed(dep, attempt)
-            except StopAsyncIteration:
-                last = GatewayError("upstream stream was empty", status=502)
-            except GatewayError as err:
-                await events.aclose()
-                if not is_retryable(err):
-                    raise
-                last = err
-        assert last is not None
-        raise last
+                first = await self._guard(dep, run, _first_event(events))
+            except BaseException:
+                await events.aclose()  # type: ignore[attr-defined]
+                raise
+            self.board.first_event(dep, (self.clock() - started) * 1000)
+            return events, first, started
+
+        (events, first, started), dep, run = await self._route(req, once)
+        routed = Routed(dep, run.attempts, ttft_ms=run.elapsed_ms())
+
+        def ended(outcome: GatewayError | bool) -> None:
+            routed.latency_ms = run.elapsed_ms()
+            if outcome is True:
+                self.board.succeeded(dep, latency_ms=(self.clock() - started) * 1000)
+            elif isinstance(outcome, GatewayError):
+                self._record_failure(dep, run.entry, outcome)
+            else:  # closed early (the client went away): says nothing about the upstream
+                self.board.release(dep)
+
+        return _TrackedStream(events, ended), first, routed
+
+    def health(self) -> dict[str, dict]:
+        """By deployment name: model, state (healthy, cooling, half_open,
+        credentials_rejected), failures, moving-average latency and TTFT, last error,
+        cooldown left."""
+        return {dep.name: {"model": entry.id, **self.board.report(dep)}
+                for entry in self.catalog.models.values() for dep in entry.deployments}
+
+    # ---- attempts ---------------------------------------------------------------------
+
+    async def _route(self, req: Request, once: Callable[[Deployment, _Run], Awaitable[T]]
+                     ) -> tuple[T, Deployment, _Run]:
+        entry = self.catalog.get(req.model)
+        run = _Run(entry, self.clock)
+        try:
+            plan = self.plan(entry, req)
+        except GatewayError as err:
+            raise run.counted(err)
+        for dep in plan:
+            for n in range(1, entry.retries.attempts + 1):
+                if not run.may_attempt():
+                    raise run.final_error()
+                run.attempts += 1
+                try:
+                    return await once(dep, run), dep, run
+                except GatewayError as err:
+                    run.last, run.last_dep = err, dep
+                    if not await self._worth_retrying(dep, run, err, n):
+                        break
+        raise run.final_error()
+
+    async def _worth_retrying(self, dep: Deployment, run: _Run, err: GatewayError, n: int) -> bool:
+        """After failed attempt ``n`` on ``dep``: wait and return True to retry it, return
+        False to move on to the next deployment; raise when the client must hear at once."""
+        if is_credentials_error(err):
+            return False
+        if not is_retryable(err):
+            raise run.counted(err)
+        if n >= run.entry.retries.attempts:
+            return False
+        delay = retry_delay(run.entry.retries, err, n, run.remaining(), self.rng)
+        if delay is None:
+            return False
+        await self.sleep(delay)
+        return True
+
+    async def _guard(self, dep: Deployment, run: _Run, call: Awaitable[T]) -> T:
+        """Await one attempt within the deadline and record its failure in the health board."""
+        self.board.begin(dep)
+        try:
+            async with asyncio.timeout(run.remaining()) as scope:
+                return await call
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            err = UpstreamTimeout(f"no answer from deployment '{dep.name}' before the "
+                                  f"routing deadline of {run.entry.retries.deadline:g}s")
+            self._record_failure(dep, run.entry, err)
+            raise err from None
+        except GatewayError as err:
+            self._record_failure(dep, run.entry, err)
+            raise
+        except BaseException:
+            self.board.release(dep)
+            raise
+
+    def _record_failure(self, dep: Deployment, entry: ModelEntry, err: GatewayError) -> None:
+        if is_credentials_error(err):
+            self.board.rejected(dep, err, entry.cooldown)
+        elif is_retryable(err):
+            self.board.failed(dep, err, entry.cooldown)
+        else:
+            # A 4xx about the request itself: the upstream is up and answering.
+            self.board.succeeded(dep)
+
+
+class _TrackedStream:
+    """The provider's stream, passed through; how it ends is the attempt's outcome for health
+    and latency. A class, not an async generator, so that ``aclose()`` closes the upstream
+    even when the stream was never iterated (a generator that never started would skip its
+    ``finally``)."""
+
+    def __init__(self, events: AsyncIterator[StreamEvent],
+                 ended: Callable[[GatewayError | bool], None]) -> None:
+        self._events, self._ended, self._done = events, ended, False
+
+    def __aiter__(self) -> "_TrackedStream":
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        try:
+            return await self._events.__anext__()
+        except StopAsyncIteration:
+            self._finish(True)
+            raise
+        except GatewayError as err:
+            self._finish(err)
+            raise
+
+    async def aclose(self) -> None:
+        self._finish(False)
+        await self._events.aclose()  # type: ignore[attr-defined]
+
+    def _finish(self, outcome: GatewayError | bool) -> None:
+        if not self._done:
+            self._done = True
+            self._ended(outcome)
+
+
+async def _first_event(events: AsyncIterator[StreamEvent]) -> StreamEvent:
+    try:
+        return await events.__anext__()
+    except StopAsyncIteration:
+        raise UpstreamError("upstream stream ended before its first event") from None

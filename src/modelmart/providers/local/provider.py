@@ -9,11 +9,13 @@ from contextlib import aclosing
 from functools import partial
 from typing import Any, AsyncIterator
 
+from modelmart.core.embeddings import EmbeddingRequest, EmbeddingResponse
 from modelmart.core.errors import Overloaded
 from modelmart.core.ids import new_id
 from modelmart.core.types import MessageStart, Request, Response, StreamEvent, Usage
 
 from ..base import Provider, ProviderConfig
+from .embed import Embedder
 from .generate import Plan, generate
 from .model import LoadedModel, LocalOptions
 from .plan import make_plan
@@ -36,6 +38,7 @@ class LocalProvider(Provider):
         self.name = config.model or DEFAULT_NAME
         self._thread = ModelThread(self.options.queue_size)
         self._model: LoadedModel | None = None
+        self._embedder: Embedder | None = None  # loaded on the first embeddings request
 
     async def start(self) -> None:
         # Loaded on the model thread: the loop keeps serving while the weights are read.
@@ -43,7 +46,7 @@ class LocalProvider(Provider):
 
     async def aclose(self) -> None:
         model, self._model = self._model, None
-        await self._thread.shutdown(model.close if model else lambda: None)
+        await self._thread.shutdown(partial(_close, model, self))
 
     async def complete(self, request: Request) -> Response:
         async with aclosing(self.stream(request)) as events:
@@ -67,6 +70,28 @@ class LocalProvider(Provider):
         finally:
             job.cancel.set()  # the consumer stopped (or we are done): free the model thread
 
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """Unit-length mean-pooled vectors, computed on the model thread (in the same line
+        as generations: ``Overloaded`` when it is full)."""
+        self._loaded()
+        job = Job(partial(self._embed_work, request))
+        self._thread.submit(job)
+        try:
+            async for result in job.items():
+                if result is None:  # cancelled
+                    break
+                vectors, tokens = result
+                return EmbeddingResponse(self.name, vectors, tokens)
+        finally:
+            job.cancel.set()
+        raise Overloaded("local model is shutting down", retry_after=1)
+
+    def _embed_work(self, request: EmbeddingRequest, job: Job):
+        """On the model thread: load the embedding instance the first time, then embed."""
+        if self._embedder is None:
+            self._embedder = Embedder(self.options)
+        return self._embedder.embed(request.inputs, request.dimensions, self.name, job.cancel)
+
     @property
     def queued(self) -> int:
         """Requests waiting for the model thread now (not counting the one it serves)."""
@@ -81,6 +106,15 @@ class LocalProvider(Provider):
         if self._model is None:
             raise Overloaded("local model is not loaded", retry_after=1)
         return self._model
+
+
+def _close(model: LoadedModel | None, provider: LocalProvider) -> None:
+    """On the model thread, after every job: free both llama.cpp instances."""
+    embedder, provider._embedder = provider._embedder, None
+    if embedder is not None:
+        embedder.close()
+    if model is not None:
+        model.close()
 
 
 def _work(model: LoadedModel, plan: Plan, usage: Usage, job: Job):

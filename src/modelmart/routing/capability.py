@@ -1,0 +1,56 @@
+"""What a request needs from a deployment, and a cheap estimate of its size in tokens."""
+
+from __future__ import annotations
+
+import orjson
+
+from modelmart.catalog import Deployment
+from modelmart.core.types import ImageBlock, Request, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock
+
+# An image costs providers roughly this many tokens; its base64 length says nothing useful.
+IMAGE_TOKENS = 1000
+CHARS_PER_TOKEN = 4
+
+
+def estimate_input_tokens(req: Request) -> int:
+    """About chars/4 of everything the model reads. Cheap on purpose: it runs for every
+    request, and only has to tell a 3k prompt from a 300k one."""
+    chars, images = len(req.system or ""), 0
+    for msg in req.messages:
+        for block in msg.content:
+            c, i = _block_size(block)
+            chars, images = chars + c, images + i
+    for tool in req.tools:
+        chars += len(tool.name) + len(tool.description or "") + len(orjson.dumps(tool.input_schema))
+    return chars // CHARS_PER_TOKEN + images * IMAGE_TOKENS
+
+
+def _block_size(block) -> tuple[int, int]:
+    """(characters, images) in one content block."""
+    if isinstance(block, (TextBlock, ThinkingBlock)):
+        return len(block.text), 0
+    if isinstance(block, ImageBlock):
+        return 0, 1
+    if isinstance(block, ToolUseBlock):
+        return len(block.name) + len(orjson.dumps(block.input)), 0
+    if isinstance(block, ToolResultBlock):
+        sizes = [_block_size(b) for b in block.content]
+        return sum(c for c, _ in sizes), sum(i for _, i in sizes)
+    return 0, 0
+
+
+def why_unable(dep: Deployment, req: Request, input_tokens: int) -> str | None:
+    """Why ``dep`` cannot serve ``req`` (a phrase for the error message), or None."""
+    cfg = dep.config
+    if req.tools and not cfg.supports_tools and not (
+        req.tool_choice and req.tool_choice.type == "none"
+    ):
+        return "tools"
+    if not cfg.supports_images and req.needs_images():
+        return "images"
+    rf = req.response_format
+    if rf and rf.type == "json_schema" and not cfg.supports_json_schema:
+        return "JSON schema output"
+    if cfg.context_window is not None and input_tokens > cfg.context_window:
+        return f"a prompt of about {input_tokens} tokens (context window {cfg.context_window})"
+    return None
