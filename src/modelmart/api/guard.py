@@ -121,23 +121,39 @@ class Guard:
         return key
 
     async def admit(self, call: Call, req: Request) -> None:
-        app = self.app
-        entry = app.catalog.get(req.model)
-        call.entry, call.model, call.stream = entry, req.model, req.stream
-        key = call.key
-        if key is not None and key.models is not None and req.model not in key.models:
-            raise PermissionDenied(f"This API key may not use the model '{req.model}'. "
-                                   f"Allowed: {', '.join(key.models)}.", param="model")
-        app.pricing.check(entry, call.started)
+        entry = self._entry(call, req.model, req.stream)
         call.estimated_tokens = estimate_input_tokens(req)
+        await self._meter(call, entry, call.estimated_tokens,
+                          req.max_tokens or entry.max_output_tokens)
+
+    async def admit_embedding(self, call: Call, model: str, input_tokens_estimate: int) -> None:
+        """``admit`` for an embeddings request: input tokens only, no output to reserve."""
+        entry = self._entry(call, model, False)
+        call.estimated_tokens = input_tokens_estimate
+        await self._meter(call, entry, input_tokens_estimate, 0)
+
+    def _entry(self, call: Call, model: str, stream: bool) -> ModelEntry:
+        """The catalog entry, if this key may use it and it has a price."""
+        entry = self.app.catalog.get(model)
+        call.entry, call.model, call.stream = entry, model, stream
+        key = call.key
+        if key is not None and key.models is not None and model not in key.models:
+            raise PermissionDenied(f"This API key may not use the model '{model}'. "
+                                   f"Allowed: {', '.join(key.models)}.", param="model")
+        self.app.pricing.check(entry, call.started)
+        return entry
+
+    async def _meter(self, call: Call, entry: ModelEntry, input_tokens: int,
+                     max_output: int) -> None:
+        """Rate limits, then a budget reservation at the request's worst case."""
+        app, key = self.app, call.key
         if key is None:
             return
-        max_out = req.max_tokens or entry.max_output_tokens
         try:
             call.ticket = await app.limiter.admit(
-                key, app.customer_limits.get(key.customer_id), call.estimated_tokens + max_out)
+                key, app.customer_limits.get(key.customer_id), input_tokens + max_output)
             call.headers.update(call.ticket.headers)
-            worst = app.pricing.worst_case(entry, call.estimated_tokens, max_out, call.started)
+            worst = app.pricing.worst_case(entry, input_tokens, max_output, call.started)
             try:
                 call.reservation = await app.budgets.reserve(key, worst)
             except GatewayError:
@@ -148,36 +164,6 @@ class Guard:
         except (ConnectionError, TimeoutError, OSError) as exc:
             # Redis or the workers' coordinator is unreachable: refuse rather than serve
             # unmetered, and say it is ours and temporary.
-            log.error("limits backend unavailable: %s", exc)
-            raise Overloaded("Rate limits and budgets are temporarily unavailable; retry shortly.",
-                             retry_after=1) from None
-
-    async def admit_embedding(self, call: Call, model: str, input_tokens_estimate: int) -> None:
-        """``admit`` for an embeddings request: input tokens only, no output to reserve."""
-        app = self.app
-        entry = app.catalog.get(model)
-        call.entry, call.model, call.stream = entry, model, False
-        key = call.key
-        if key is not None and key.models is not None and model not in key.models:
-            raise PermissionDenied(f"This API key may not use the model '{model}'. "
-                                   f"Allowed: {', '.join(key.models)}.", param="model")
-        app.pricing.check(entry, call.started)
-        call.estimated_tokens = input_tokens_estimate
-        if key is None:
-            return
-        # The same metering as ``admit``, with no output tokens.
-        try:
-            call.ticket = await app.limiter.admit(
-                key, app.customer_limits.get(key.customer_id), input_tokens_estimate)
-            call.headers.update(call.ticket.headers)
-            worst = app.pricing.worst_case(entry, input_tokens_estimate, 0, call.started)
-            try:
-                call.reservation = await app.budgets.reserve(key, worst)
-            except GatewayError:
-                await app.limiter.release(call.ticket)
-                call.ticket = None
-                raise
-        except (ConnectionError, TimeoutError, OSError) as exc:
             log.error("limits backend unavailable: %s", exc)
             raise Overloaded("Rate limits and budgets are temporarily unavailable; retry shortly.",
                              retry_after=1) from None

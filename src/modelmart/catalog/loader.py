@@ -93,7 +93,10 @@ def _deployment(model_id: str, index: int, data: Any) -> Deployment:
         context_window=context_window,
         options=dict(data.get("options") or {}),
     )
-    if cfg.kind != "local" and not cfg.base_url:
+    if cfg.kind == "bedrock" and data.get("region"):
+        # Bedrock's endpoint and signature scope follow the region.
+        cfg.options.setdefault("region", str(data["region"]))
+    if cfg.kind not in ("local", "bedrock") and not cfg.base_url:
         raise CatalogError(f"{where}.base_url: required for provider {preset_name!r}")
     weight = data.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
