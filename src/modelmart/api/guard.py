@@ -196,7 +196,9 @@ class Guard:
         )
         self.app.recorder.record(record)
         call.headers["x-modelmart-cost"] = format_usd(price)
-        if key is not None and (call.ticket is not None or call.reservation is not None):
+        ticket = call.ticket
+        if key is not None and ((ticket is not None and ticket.token_counters)
+                                or call.reservation is not None):
             tokens = usage.total_input_tokens + usage.output_tokens
             task = asyncio.ensure_future(self._correct(call, tokens, price))
             self.app.background.add(task)

@@ -56,7 +56,8 @@ def serve(args) -> int:
         os.environ["MODELMART_COORDINATOR_SOCKET"] = path
     options = dict(host=args.host, port=args.port, log_level=args.log_level,
                    access_log=args.access_log, http="httptools", lifespan="on",
-                   timeout_graceful_shutdown=5)
+                   timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
+                   date_header=False)
     try:
         import uvloop  # noqa: F401
 

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
+from modelmart.core.errors import UpstreamError
+
 
 def sse(data: bytes, event: str | None = None) -> bytes:
     """One SSE frame. ``data`` must not contain newlines (compact JSON never does)."""
     if event is None:
         return b"data: " + data + b"\n\n"
     return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def json_chunk(data: bytes) -> dict[str, Any]:
+    """The JSON object in one upstream ``data:`` line (OpenAI and Gemini stream chunks)."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(f"upstream sent a stream chunk that is not JSON: {data[:200]!r}") from None
+    if not isinstance(chunk, dict):
+        raise UpstreamError("upstream sent a stream chunk that is not a JSON object")
+    return chunk
 
 
 class SSEParser:

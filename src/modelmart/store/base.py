@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 
+from modelmart.store import queries as q
+from modelmart.store import rows as r
 from modelmart.store.errors import StoreError
 from modelmart.store.records import ApiKey, Customer, UsageRecord
 
@@ -89,6 +91,74 @@ class Store(ABC):
 
     async def __aexit__(self, *exc) -> None:
         await self.close()
+
+
+class SqlStore(Store):
+    """The reads both SQL backends share: one query text (``?`` placeholders), run through
+    the backend's ``_all`` and ``_one``. Writes stay in the backends: their transactions and
+    the errors they raise differ."""
+
+    sql_dialect: q.Dialect
+
+    @abstractmethod
+    async def _all(self, sql: str, params=()) -> list: ...
+
+    @abstractmethod
+    async def _one(self, sql: str, params=()): ...
+
+    # customers
+    async def _customer_where(self, cond: str, value) -> Customer | None:
+        row = await self._one(f"SELECT {', '.join(r.CUSTOMER_COLUMNS)} FROM customers "
+                              f"WHERE {cond}", (value,))
+        return r.customer_from_row(row) if row else None
+
+    async def get_customer(self, name) -> Customer | None:
+        return await self._customer_where("name = ?", name)
+
+    async def get_customer_by_id(self, id) -> Customer | None:
+        return await self._customer_where("id = ?", id)
+
+    async def list_customers(self) -> list[Customer]:
+        rows = await self._all(f"SELECT {', '.join(r.CUSTOMER_COLUMNS)} FROM customers "
+                               "ORDER BY id")
+        return [r.customer_from_row(row) for row in rows]
+
+    # keys
+    async def get_key(self, id) -> ApiKey | None:
+        row = await self._one(f"SELECT {r.KEY_SELECT} FROM {r.KEY_FROM} WHERE k.id = ?", (id,))
+        return r.key_from_row(row) if row else None
+
+    async def list_keys(self, customer_id=None, include_revoked=False) -> list[ApiKey]:
+        sql, params = q.keys_sql(customer_id, include_revoked)
+        return [r.key_from_row(row) for row in await self._all(sql, params)]
+
+    async def active_keys(self) -> list[ApiKey]:
+        return await self.list_keys()
+
+    # ledger
+    async def get_usage(self, request_id) -> UsageRecord | None:
+        row = await self._one(f"SELECT {r.USAGE_SELECT} FROM usage WHERE request_id = ?",
+                              (request_id,))
+        return r.usage_from_row(row) if row else None
+
+    async def count_usage(self) -> int:
+        return (await self._one("SELECT COUNT(*) FROM usage"))[0]
+
+    # reports
+    async def usage_summary(self, *, customer_id=None, key_id=None, since=None, until=None,
+                            by=[]) -> list[dict]:
+        sql, params = q.summary_sql(self.sql_dialect, list(by), customer_id=customer_id,
+                                    key_id=key_id, since=since, until=until)
+        return q.summary_rows(list(by), await self._all(sql, params))
+
+    async def usage_rows(self, *, customer_id=None, since=None, until=None) -> list[UsageRecord]:
+        sql, params = q.usage_rows_sql(customer_id=customer_id, since=since, until=until)
+        return [r.usage_from_row(row) for row in await self._all(sql, params)]
+
+    async def spent(self, key_id=None, customer_id=None, since=None) -> int:
+        sql, params = q.spent_sql(self.sql_dialect, key_id=key_id, customer_id=customer_id,
+                                  since=since)
+        return int((await self._one(sql, params))[0] or 0)
 
 
 def sqlite_path(url: str) -> str | None:

@@ -9,7 +9,7 @@ import asyncpg
 
 from modelmart.store import queries as q
 from modelmart.store import rows as r
-from modelmart.store.base import Store
+from modelmart.store.base import SqlStore
 from modelmart.store.errors import Conflict, NotFoundInStore, StoreError
 from modelmart.store.migrations import MIGRATIONS, SCHEMA_MIGRATIONS_DDL, render
 from modelmart.store.records import ApiKey, Customer, UsageRecord
@@ -40,7 +40,9 @@ def _key_conflict(err: Exception, key: ApiKey) -> Conflict:
     return Conflict(f"a key with this secret already exists (prefix {key.prefix!r})")
 
 
-class PostgresStore(Store):
+class PostgresStore(SqlStore):
+    sql_dialect = q.POSTGRES
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
@@ -91,22 +93,6 @@ class PostgresStore(Store):
             raise Conflict(f"customer {name!r} already exists") from err
         return Customer(new_id, name, now, rpm, tpm)
 
-    async def _customer_where(self, cond: str, value) -> Customer | None:
-        row = await self._one(f"SELECT {', '.join(r.CUSTOMER_COLUMNS)} FROM customers "
-                              f"WHERE {cond}", (value,))
-        return r.customer_from_row(row) if row else None
-
-    async def get_customer(self, name) -> Customer | None:
-        return await self._customer_where("name = ?", name)
-
-    async def get_customer_by_id(self, id) -> Customer | None:
-        return await self._customer_where("id = ?", id)
-
-    async def list_customers(self) -> list[Customer]:
-        rows = await self._all(f"SELECT {', '.join(r.CUSTOMER_COLUMNS)} FROM customers "
-                               "ORDER BY id")
-        return [r.customer_from_row(row) for row in rows]
-
     # keys
     async def create_key(self, key: ApiKey) -> ApiKey:
         cols = ", ".join(r.KEY_COLUMNS)
@@ -123,14 +109,6 @@ class PostgresStore(Store):
             raise _key_conflict(err, key) from err
         return replace(key, id=new_id)
 
-    async def get_key(self, id) -> ApiKey | None:
-        row = await self._one(f"SELECT {r.KEY_SELECT} FROM {r.KEY_FROM} WHERE k.id = ?", (id,))
-        return r.key_from_row(row) if row else None
-
-    async def list_keys(self, customer_id=None, include_revoked=False) -> list[ApiKey]:
-        sql, params = q.keys_sql(customer_id, include_revoked)
-        return [r.key_from_row(row) for row in await self._all(sql, params)]
-
     async def revoke_key(self, id) -> bool:
         async with self._pool.acquire() as conn, conn.transaction():
             status = await conn.execute("UPDATE api_keys SET revoked_at = $1 "
@@ -139,9 +117,6 @@ class PostgresStore(Store):
             if changed:
                 await conn.execute(q.BUMP_COUNTER)
         return changed
-
-    async def active_keys(self) -> list[ApiKey]:
-        return await self.list_keys()
 
     async def change_counter(self) -> int:
         return await self._pool.fetchval(q.READ_COUNTER)
@@ -153,27 +128,3 @@ class PostgresStore(Store):
         columns = list(zip(*map(r.usage_to_row, records)))
         status = await self._pool.execute(INSERT_USAGE, *columns)
         return int(status.rsplit(" ", 1)[1])  # "INSERT 0 <rows>"
-
-    async def get_usage(self, request_id) -> UsageRecord | None:
-        row = await self._one(f"SELECT {r.USAGE_SELECT} FROM usage "
-                              "WHERE request_id = ?", (request_id,))
-        return r.usage_from_row(row) if row else None
-
-    async def count_usage(self) -> int:
-        return await self._pool.fetchval("SELECT COUNT(*) FROM usage")
-
-    # reports
-    async def usage_summary(self, *, customer_id=None, key_id=None, since=None, until=None,
-                            by=[]) -> list[dict]:
-        sql, params = q.summary_sql(q.POSTGRES, list(by), customer_id=customer_id,
-                                    key_id=key_id, since=since, until=until)
-        return q.summary_rows(list(by), await self._all(sql, params))
-
-    async def usage_rows(self, *, customer_id=None, since=None, until=None) -> list[UsageRecord]:
-        sql, params = q.usage_rows_sql(customer_id=customer_id, since=since, until=until)
-        return [r.usage_from_row(row) for row in await self._all(sql, params)]
-
-    async def spent(self, key_id=None, customer_id=None, since=None) -> int:
-        sql, params = q.spent_sql(q.POSTGRES, key_id=key_id, customer_id=customer_id,
-                                  since=since)
-        return int(await self._pool.fetchval(q.numbered(sql), *params) or 0)

@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from modelmart.store import queries as q
-from modelmart.store.base import Store
+from modelmart.store.base import SqlStore
 from modelmart.store.errors import Conflict, NotFoundInStore, StoreError
 from modelmart.store.migrations import MIGRATIONS, SCHEMA_MIGRATIONS_DDL, render
 from modelmart.store.records import ApiKey, Customer, UsageRecord
@@ -44,11 +44,27 @@ def _connect(path: str) -> sqlite3.Connection:
     # up front and a busy database waits (busy_timeout) instead of failing mid-transaction.
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+    _enable_wal(conn)  # readers never block the writer
     conn.execute("PRAGMA synchronous = NORMAL")  # durable across process kills in WAL mode
     conn.execute("PRAGMA foreign_keys = ON")
     conn.create_aggregate("exact_sum", 1, ExactSum)
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switching to WAL takes an exclusive lock for which SQLite does not always call the
+    busy handler: several processes opening a new database at once can see "database is
+    locked". WAL is persistent, so once any of them has switched, the rest only read it."""
+    for attempt in range(attempts):
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _in_transaction(conn: sqlite3.Connection, fn: Callable, *args) -> Any:
@@ -68,7 +84,9 @@ def _key_conflict(err: Exception, key: ApiKey) -> Conflict:
     return Conflict(f"a key with this secret already exists (prefix {key.prefix!r})")
 
 
-class SqliteStore(Store):
+class SqliteStore(SqlStore):
+    sql_dialect = q.SQLITE
+
     def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
         self._executor = executor
         self._conn = conn
@@ -126,22 +144,6 @@ class SqliteStore(Store):
             raise Conflict(f"customer {name!r} already exists") from err
         return Customer(new_id, name, now, rpm, tpm)
 
-    async def _customer_where(self, cond: str, value) -> Customer | None:
-        row = await self._one(f"SELECT {', '.join(r.CUSTOMER_COLUMNS)} FROM customers "
-                              f"WHERE {cond}", (value,))
-        return r.customer_from_row(row) if row else None
-
-    async def get_customer(self, name) -> Customer | None:
-        return await self._customer_where("name = ?", name)
-
-    async def get_customer_by_id(self, id) -> Customer | None:
-        return await self._customer_where("id = ?", id)
-
-    async def list_customers(self) -> list[Customer]:
-        rows = await self._all(f"SELECT {', '.join(r.CUSTOMER_COLUMNS)} FROM customers "
-                               "ORDER BY id")
-        return [r.customer_from_row(row) for row in rows]
-
     # keys
     async def create_key(self, key: ApiKey) -> ApiKey:
         def insert(conn):
@@ -161,14 +163,6 @@ class SqliteStore(Store):
             raise _key_conflict(err, key) from err
         return replace(key, id=new_id)
 
-    async def get_key(self, id) -> ApiKey | None:
-        row = await self._one(f"SELECT {r.KEY_SELECT} FROM {r.KEY_FROM} WHERE k.id = ?", (id,))
-        return r.key_from_row(row) if row else None
-
-    async def list_keys(self, customer_id=None, include_revoked=False) -> list[ApiKey]:
-        sql, params = q.keys_sql(customer_id, include_revoked)
-        return [r.key_from_row(row) for row in await self._all(sql, params)]
-
     async def revoke_key(self, id) -> bool:
         def update(conn):
             cur = conn.execute("UPDATE api_keys SET revoked_at = ? "
@@ -178,9 +172,6 @@ class SqliteStore(Store):
             return cur.rowcount > 0
 
         return await self._write(update)
-
-    async def active_keys(self) -> list[ApiKey]:
-        return await self.list_keys()
 
     async def change_counter(self) -> int:
         return (await self._one(q.READ_COUNTER))[0]
@@ -196,30 +187,6 @@ class SqliteStore(Store):
             return conn.total_changes - before
 
         return await self._write(insert)
-
-    async def get_usage(self, request_id) -> UsageRecord | None:
-        row = await self._one(f"SELECT {r.USAGE_SELECT} FROM usage WHERE request_id = ?",
-                              (request_id,))
-        return r.usage_from_row(row) if row else None
-
-    async def count_usage(self) -> int:
-        return (await self._one("SELECT COUNT(*) FROM usage"))[0]
-
-    # reports
-    async def usage_summary(self, *, customer_id=None, key_id=None, since=None, until=None,
-                            by=[]) -> list[dict]:
-        sql, params = q.summary_sql(q.SQLITE, list(by), customer_id=customer_id,
-                                    key_id=key_id, since=since, until=until)
-        return q.summary_rows(list(by), await self._all(sql, params))
-
-    async def usage_rows(self, *, customer_id=None, since=None, until=None) -> list[UsageRecord]:
-        sql, params = q.usage_rows_sql(customer_id=customer_id, since=since, until=until)
-        return [r.usage_from_row(row) for row in await self._all(sql, params)]
-
-    async def spent(self, key_id=None, customer_id=None, since=None) -> int:
-        sql, params = q.spent_sql(q.SQLITE, key_id=key_id, customer_id=customer_id,
-                                  since=since)
-        return int((await self._one(sql, params))[0] or 0)
 
 
 # ON CONFLICT (request_id) rather than INSERT OR IGNORE: OR IGNORE would also silently drop

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from modelmart.core.errors import InvalidRequest
-from modelmart.core.types import Block, Message, Request
+from modelmart.core.types import Message, Request
+from modelmart.dialects._blocks import encode_turns
 
 from . import _check as check
 from .blocks import decode_content, encode_block
@@ -178,19 +179,4 @@ def _encode_output_format(req: Request, body: dict, drop: frozenset) -> None:
 
 
 def encode_messages(messages: list[Message]) -> list[dict]:
-    out: list[dict] = []
-    for msg in messages:
-        blocks = _encode_blocks(msg.content)
-        if not blocks:
-            continue  # Anthropic rejects empty turns; an empty turn says nothing anyway
-        if out and out[-1]["role"] == msg.role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": msg.role, "content": blocks})
-    if not out:
-        raise InvalidRequest("the request has no message content to send", param="messages")
-    return out
-
-
-def _encode_blocks(blocks: list[Block]) -> list[dict]:
-    return [b for b in (encode_block(block) for block in blocks) if b is not None]
+    return encode_turns(messages, encode_block)

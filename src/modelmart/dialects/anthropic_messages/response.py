@@ -8,6 +8,7 @@ from modelmart.core.errors import UpstreamError
 from modelmart.core.types import (
     Block, Response, TextBlock, ThinkingBlock, ToolUseBlock, Usage,
 )
+from modelmart.dialects._checks import wire_str
 
 STOP_FROM_WIRE = {
     "end_turn": "end_turn", "max_tokens": "max_tokens", "stop_sequence": "stop_sequence",
@@ -38,7 +39,7 @@ def decode_response(data: Any) -> Response:
         model=_text_field(data, "model"),
         content=blocks,
         stop_reason=decode_stop(data.get("stop_reason")),
-        stop_sequence=_optional_str(data.get("stop_sequence")),
+        stop_sequence=_optionalwire_str(data.get("stop_sequence")),
         usage=decode_usage(data.get("usage")),
     )
 
@@ -50,7 +51,7 @@ def _text_field(data: dict, key: str) -> str:
     return value
 
 
-def _optional_str(value: Any) -> str | None:
+def _optionalwire_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
@@ -61,22 +62,16 @@ def decode_block(raw: Any) -> Block | None:
     kind = raw.get("type")
     try:
         if kind == "text":
-            return TextBlock(_str(raw["text"]))
+            return TextBlock(wire_str(raw["text"]))
         if kind == "tool_use":
             if not isinstance(raw["input"], dict):
                 raise TypeError
-            return ToolUseBlock(id=_str(raw["id"]), name=_str(raw["name"]), input=raw["input"])
+            return ToolUseBlock(id=wire_str(raw["id"]), name=wire_str(raw["name"]), input=raw["input"])
         if kind == "thinking":
-            return ThinkingBlock(_str(raw["thinking"]), raw.get("signature"))
+            return ThinkingBlock(wire_str(raw["thinking"]), raw.get("signature"))
     except (KeyError, TypeError):
         raise malformed(f"bad {kind} block") from None
     return None
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError
-    return value
 
 
 def decode_stop(value: Any) -> str:

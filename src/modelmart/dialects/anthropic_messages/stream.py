@@ -17,6 +17,8 @@ from modelmart.core.types import (
     BlockStart, BlockStop, MessageEnd, MessageStart, StreamEvent, TextBlock, TextDelta,
     ThinkingBlock, ThinkingDelta, ToolArgsDelta, ToolUseBlock, Usage,
 )
+from modelmart.dialects._blocks import OpenBlocks
+from modelmart.dialects._checks import wire_str
 from modelmart.dialects.sse import sse
 
 from .errors import error_body, error_from_event
@@ -36,7 +38,7 @@ class StreamEncoder:
         self._started = False
         self._done = False
         self._wire_index: dict[int, int] = {}  # canonical block index -> wire index
-        self._open: list[int] = []
+        self._open = OpenBlocks()
 
     def event(self, ev: StreamEvent) -> bytes:
         if self._done:
@@ -71,14 +73,13 @@ class StreamEncoder:
     def _block_start(self, ev: BlockStart) -> bytes:
         index = len(self._wire_index)
         self._wire_index[ev.index] = index
-        self._open.append(index)
+        self._open.start(index)
         return _frame("content_block_start",
                       {"index": index, "content_block": _empty_block(ev.block)})
 
     def _block_stop(self, index: int | None) -> bytes:
-        if index is None or index not in self._open:
+        if not self._open.stop(index):
             return b""
-        self._open.remove(index)
         return _frame("content_block_stop", {"index": index})
 
     def _delta(self, ev: StreamEvent) -> bytes:
@@ -134,7 +135,7 @@ class StreamDecoder:
         # Anthropic index -> canonical index; blocks we skip (server tools, redacted
         # thinking) leave no gap in canonical numbering.
         self._index: dict[int, int] = {}
-        self._open: list[int] = []
+        self._open = OpenBlocks()
 
     def feed(self, event_name: str | None, data: bytes) -> list[StreamEvent]:
         if event_name == "ping" or self._done:
@@ -179,7 +180,7 @@ class StreamDecoder:
         if kind not in ("text", "tool_use", "thinking"):
             return []
         index = self._index[wire_index] = len(self._index)
-        self._open.append(index)
+        self._open.start(index)
         if kind == "text":
             out: list[StreamEvent] = [BlockStart(index, TextBlock(""))]
             return out + ([TextDelta(index, block["text"])] if block.get("text") else [])
@@ -199,22 +200,19 @@ class StreamDecoder:
         delta = payload["delta"]
         kind = delta["type"]
         if kind == "text_delta":
-            return [TextDelta(index, _text(delta["text"]))]
+            return [TextDelta(index, wire_str(delta["text"]))]
         if kind == "input_json_delta":
-            part = _text(delta["partial_json"])
+            part = wire_str(delta["partial_json"])
             return [ToolArgsDelta(index, part)] if part else []
         if kind == "thinking_delta":
-            return [ThinkingDelta(index, text=_text(delta["thinking"]))]
+            return [ThinkingDelta(index, text=wire_str(delta["thinking"]))]
         if kind == "signature_delta":
-            return [ThinkingDelta(index, signature=_text(delta["signature"]))]
+            return [ThinkingDelta(index, signature=wire_str(delta["signature"]))]
         return []  # citations and deltas this code does not know
 
     def _block_stop(self, payload: dict) -> list[StreamEvent]:
         index = self._index.get(int(payload["index"]))
-        if index is None or index not in self._open:
-            return []
-        self._open.remove(index)
-        return [BlockStop(index)]
+        return [BlockStop(index)] if self._open.stop(index) else []
 
     def _message_delta(self, payload: dict) -> list[StreamEvent]:
         delta = payload.get("delta") or {}
@@ -229,18 +227,7 @@ class StreamDecoder:
 
     def _finish(self) -> list[StreamEvent]:
         self._done = True
-        out: list[StreamEvent] = [BlockStop(i) for i in self._open]
-        self._open.clear()
-        out.append(MessageEnd(stop_reason=decode_stop(self._stop),
-                              usage=dataclasses.replace(self._usage),
-                              stop_sequence=self._stop_sequence))
-        return out
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError
-    return value
+        return self._open.end_message(decode_stop(self._stop), self._usage, self._stop_sequence)
 
 
 _HANDLERS = {

@@ -12,6 +12,7 @@ from typing import Any
 from modelmart.core.errors import UpstreamError
 from modelmart.core.ids import new_id
 from modelmart.core.types import Block, Response, TextBlock, ThinkingBlock, ToolUseBlock, Usage
+from modelmart.dialects._checks import wire_str
 
 from .blocks import encode_block
 
@@ -62,30 +63,24 @@ def decode_block(raw: Any) -> Block | None:
         raise malformed("a content block is not an object")
     try:
         if "text" in raw:
-            return TextBlock(_str(raw["text"]))
+            return TextBlock(wire_str(raw["text"]))
         if "toolUse" in raw:
             use = raw["toolUse"]
             if not isinstance(use["input"], dict):
                 raise TypeError
-            return ToolUseBlock(id=_str(use["toolUseId"]), name=_str(use["name"]),
+            return ToolUseBlock(id=wire_str(use["toolUseId"]), name=wire_str(use["name"]),
                                 input=use["input"])
         if "reasoningContent" in raw:
             text = raw["reasoningContent"].get("reasoningText")
             if text is None:
                 return None  # redacted reasoning
-            return ThinkingBlock(_str(text["text"]), text.get("signature"))
+            return ThinkingBlock(wire_str(text["text"]), text.get("signature"))
         if "citationsContent" in raw:
             parts = raw["citationsContent"].get("content") or []
-            return TextBlock("".join(_str(p["text"]) for p in parts if "text" in p))
+            return TextBlock("".join(wire_str(p["text"]) for p in parts if "text" in p))
     except (KeyError, TypeError, AttributeError):
         raise malformed(f"bad {next(iter(raw), 'empty')} block") from None
     return None
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError
-    return value
 
 
 def decode_stop(value: Any) -> str:

@@ -9,7 +9,6 @@ as ``EventStreamError`` while iterating.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
@@ -21,6 +20,8 @@ from modelmart.core.types import (
     BlockStart, BlockStop, MessageEnd, MessageStart, StreamEvent, TextBlock, TextDelta,
     ThinkingBlock, ThinkingDelta, ToolArgsDelta, ToolUseBlock, Usage,
 )
+from modelmart.dialects._blocks import OpenBlocks
+from modelmart.dialects._checks import wire_str
 from modelmart.dialects.eventstream import Message, event_message, exception_message
 
 from .errors import error_from_stream, stream_exception_body, stream_exception_type
@@ -41,7 +42,7 @@ class StreamEncoder:
         self._started = False
         self._done = False
         self._wire_index: dict[int, int] = {}  # canonical block index -> wire index
-        self._open: list[int] = []
+        self._open = OpenBlocks()
 
     def event(self, ev: StreamEvent) -> bytes:
         if self._done:
@@ -69,16 +70,15 @@ class StreamEncoder:
 
     def _block_start(self, ev: BlockStart) -> bytes:
         index = self._wire_index[ev.index] = len(self._wire_index)
-        self._open.append(index)
+        self._open.start(index)
         if not isinstance(ev.block, ToolUseBlock):
             return b""
         start = {"toolUse": {"toolUseId": ev.block.id, "name": ev.block.name}}
         return _frame("contentBlockStart", {"contentBlockIndex": index, "start": start})
 
     def _block_stop(self, index: int | None) -> bytes:
-        if index is None or index not in self._open:
+        if not self._open.stop(index):
             return b""
-        self._open.remove(index)
         return _frame("contentBlockStop", {"contentBlockIndex": index})
 
     def _delta(self, ev: StreamEvent) -> bytes:
@@ -132,7 +132,7 @@ class StreamDecoder:
         self._stop_sequence: str | None = None
         self._has_usage = False
         self._index: dict[int, int | None] = {}  # wire index -> canonical (None: skipped)
-        self._open: list[int] = []
+        self._open = OpenBlocks()
 
     def feed_message(self, msg: Message) -> list[StreamEvent]:
         if msg.message_type == "error":
@@ -182,7 +182,8 @@ class StreamDecoder:
             self._index.setdefault(wire, None)  # a start kind canonical has no place for
             return []
         index = self._open_block(wire)
-        return [BlockStart(index, ToolUseBlock(_str(use["toolUseId"]), _str(use["name"]), {}))]
+        block = ToolUseBlock(wire_str(use["toolUseId"]), wire_str(use["name"]), {})
+        return [BlockStart(index, block)]
 
     def _block_delta(self, data: dict) -> list[StreamEvent]:
         wire, delta = int(data["contentBlockIndex"]), data["delta"]
@@ -193,13 +194,13 @@ class StreamDecoder:
         if index is None:
             return out
         if "text" in delta:
-            return out + [TextDelta(index, _str(delta["text"]))]
+            return out + [TextDelta(index, wire_str(delta["text"]))]
         if "toolUse" in delta:
-            part = _str(delta["toolUse"]["input"])
+            part = wire_str(delta["toolUse"]["input"])
             return out + ([ToolArgsDelta(index, part)] if part else [])
         reasoning = delta.get("reasoningContent")
         if isinstance(reasoning, dict) and ("text" in reasoning or "signature" in reasoning):
-            return out + [ThinkingDelta(index, text=_str(reasoning.get("text", "")),
+            return out + [ThinkingDelta(index, text=wire_str(reasoning.get("text", "")),
                                         signature=reasoning.get("signature"))]
         return out  # citations, redacted reasoning and deltas this code does not know
 
@@ -217,18 +218,15 @@ class StreamDecoder:
     def _open_block(self, wire: int) -> int:
         index = sum(1 for v in self._index.values() if v is not None)
         self._index[wire] = index
-        self._open.append(index)
+        self._open.start(index)
         return index
 
     def _block_stop(self, data: dict) -> list[StreamEvent]:
         index = self._index.get(int(data["contentBlockIndex"]))
-        if index is None or index not in self._open:
-            return []
-        self._open.remove(index)
-        return [BlockStop(index)]
+        return [BlockStop(index)] if self._open.stop(index) else []
 
     def _message_stop(self, data: dict) -> list[StreamEvent]:
-        self._stop = _str(data["stopReason"])
+        self._stop = wire_str(data["stopReason"])
         extra = data.get("additionalModelResponseFields")
         if isinstance(extra, dict) and isinstance(extra.get("stop_sequence"), str):
             self._stop_sequence = extra["stop_sequence"]
@@ -241,18 +239,7 @@ class StreamDecoder:
 
     def _finish(self) -> list[StreamEvent]:
         self._done = True
-        out: list[StreamEvent] = [BlockStop(i) for i in self._open]
-        self._open.clear()
-        out.append(MessageEnd(stop_reason=decode_stop(self._stop),
-                              usage=dataclasses.replace(self._usage),
-                              stop_sequence=self._stop_sequence))
-        return out
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError
-    return value
+        return self._open.end_message(decode_stop(self._stop), self._usage, self._stop_sequence)
 
 
 _EXCEPTIONS = frozenset({"internalServerException", "modelStreamErrorException",

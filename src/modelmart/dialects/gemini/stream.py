@@ -14,7 +14,7 @@ from modelmart.core.types import (
     BlockStart, BlockStop, MessageEnd, MessageStart, StreamEvent, TextBlock, TextDelta,
     ThinkingBlock, ThinkingDelta, ToolArgsDelta, ToolUseBlock, Usage,
 )
-from modelmart.dialects.sse import sse
+from modelmart.dialects.sse import json_chunk, sse
 
 from .errors import encode_error, stream_error
 from .parts import call_part
@@ -118,7 +118,7 @@ class StreamDecoder:
     def feed(self, event_name: str | None, data: bytes) -> list[StreamEvent]:
         if self._ended:
             return []
-        chunk = _parse_chunk(data)
+        chunk = json_chunk(data)
         if chunk.get("error"):
             raise stream_error(chunk["error"])
         out: list[StreamEvent] = []
@@ -189,13 +189,3 @@ class StreamDecoder:
             return []
         self._open = None
         return [BlockStop(self._index)]
-
-
-def _parse_chunk(data: bytes) -> dict[str, Any]:
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamError(f"upstream sent a stream chunk that is not JSON: {data[:200]!r}") from None
-    if not isinstance(chunk, dict):
-        raise UpstreamError("upstream sent a stream chunk that is not a JSON object")
-    return chunk

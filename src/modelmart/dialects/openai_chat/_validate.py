@@ -6,26 +6,18 @@ from __future__ import annotations
 from typing import Any
 
 from modelmart.core.errors import InvalidRequest
+from modelmart.dialects._checks import Checks, describe, is_int, is_number
 
-_MISSING = object()
+__all__ = [
+    "is_int", "is_number", "json_type", "missing", "required", "type_error", "value_error",
+    "want_bool", "want_enum", "want_int", "want_list", "want_model", "want_number", "want_object",
+    "want_str",
+]
 
 
 def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a decimal"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    # OpenAI calls a JSON float a decimal
+    return "a decimal" if isinstance(value, float) else describe(value)
 
 
 def missing(param: str) -> InvalidRequest:
@@ -43,55 +35,21 @@ def value_error(param: str, detail: str) -> InvalidRequest:
     return InvalidRequest(f"Invalid value for '{param}': {detail}", param=param)
 
 
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _empty(param: str, kind: str) -> InvalidRequest:
+    article = "an" if kind == "array" else "a"
+    return InvalidRequest(
+        f"Invalid '{param}': empty {kind}. Expected {article} {kind} with minimum length 1, "
+        f"but got an empty {kind} instead.",
+        param=param,
+    )
 
 
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def required(obj: dict, key: str, param: str) -> Any:
-    value = obj.get(key, _MISSING)
-    if value is _MISSING or value is None:
-        raise missing(param)
-    return value
-
-
-def want_object(value: Any, param: str) -> dict:
-    if not isinstance(value, dict):
-        raise type_error(param, "an object", value)
-    return value
-
-
-def want_list(value: Any, param: str, *, nonempty: bool = False) -> list:
-    if not isinstance(value, list):
-        raise type_error(param, "an array", value)
-    if nonempty and not value:
-        raise InvalidRequest(
-            f"Invalid '{param}': empty array. Expected an array with minimum length 1, "
-            "but got an empty array instead.",
-            param=param,
-        )
-    return value
-
-
-def want_str(value: Any, param: str, *, nonempty: bool = False) -> str:
-    if not isinstance(value, str):
-        raise type_error(param, "a string", value)
-    if nonempty and not value:
-        raise InvalidRequest(
-            f"Invalid '{param}': empty string. Expected a string with minimum length 1, "
-            "but got an empty string instead.",
-            param=param,
-        )
-    return value
-
-
-def want_bool(value: Any, param: str) -> bool:
-    if not isinstance(value, bool):
-        raise type_error(param, "a boolean", value)
-    return value
+_CHECKS = Checks(wrong_type=type_error, empty=_empty, missing=missing)
+required = _CHECKS.required
+want_object = _CHECKS.obj
+want_list = _CHECKS.array
+want_str = _CHECKS.string
+want_bool = _CHECKS.boolean
 
 
 def want_int(value: Any, param: str, lo: int | None = None, hi: int | None = None) -> int:
@@ -127,3 +85,14 @@ def want_enum(value: Any, param: str, choices: tuple[str, ...]) -> str:
             param=param,
         )
     return value
+
+
+def want_model(data: Any) -> str:
+    """The ``model`` of a request body, which must be a JSON object (Chat Completions and
+    Embeddings word both errors alike)."""
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    model = data.get("model")
+    if model is None:
+        raise InvalidRequest("You must provide a model parameter.", param="model")
+    return want_str(model, "model", nonempty=True)

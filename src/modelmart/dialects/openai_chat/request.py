@@ -14,6 +14,7 @@ from ._validate import (
     want_bool,
     want_int,
     want_list,
+    want_model,
     want_number,
     want_object,
     want_str,
@@ -39,12 +40,7 @@ INCLUDE_USAGE = "include_usage"
 
 
 def decode_request(data: Any) -> Request:
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    model = data.get("model")
-    if model is None:
-        raise InvalidRequest("You must provide a model parameter.", param="model")
-    want_str(model, "model", nonempty=True)
+    model = want_model(data)
     if "messages" not in data or data["messages"] is None:
         raise missing("messages")
     system, messages = decode_messages(data["messages"])

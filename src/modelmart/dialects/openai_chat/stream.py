@@ -23,7 +23,7 @@ from modelmart.core.types import (
     ToolUseBlock,
     Usage,
 )
-from modelmart.dialects.sse import sse
+from modelmart.dialects.sse import json_chunk, sse
 
 from .errors import encode_error, stream_error
 from .usage import decode_usage, encode_usage, finish_reason, stop_reason
@@ -122,7 +122,7 @@ class StreamDecoder:
             return []
         if data.strip() == b"[DONE]":
             return self._finish_events(done=True)
-        chunk = _parse_chunk(data)
+        chunk = json_chunk(data)
         if "error" in chunk and chunk["error"]:
             raise stream_error(chunk["error"])
         out: list[StreamEvent] = []
@@ -210,14 +210,4 @@ def _new_tool_block(call: dict, fn: dict) -> ToolUseBlock:
     if not isinstance(name, str) or not name:
         raise UpstreamError("upstream stream started a tool call without a function name")
     return ToolUseBlock(str(call.get("id") or new_id("call_")), name, {})
-
-
-def _parse_chunk(data: bytes) -> dict[str, Any]:
-    try:
-        chunk = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise UpstreamError(f"upstream sent a stream chunk that is not JSON: {data[:200]!r}") from None
-    if not isinstance(chunk, dict):
-        raise UpstreamError("upstream sent a stream chunk that is not a JSON object")
-    return chunk
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import ResponseFormat, Tool, ToolChoice
@@ -38,12 +38,7 @@ def _tool(raw: Any, param: str) -> Tool:
     spec = want_object(raw, param)
     want_enum(required(spec, "type", f"{param}.type"), f"{param}.type", ("function",))
     fn = want_object(required(spec, "function", f"{param}.function"), f"{param}.function")
-    name = want_str(required(fn, "name", f"{param}.function.name"), f"{param}.function.name")
-    if not _TOOL_NAME.fullmatch(name):
-        raise value_error(
-            f"{param}.function.name",
-            f"{name!r} does not match '^[a-zA-Z0-9_-]{{1,64}}$'.",
-        )
+    name = want_name(required(fn, "name", f"{param}.function.name"), f"{param}.function.name")
     desc = fn.get("description")
     if desc is not None:
         want_str(desc, f"{param}.function.description")
@@ -56,17 +51,29 @@ def _tool(raw: Any, param: str) -> Tool:
     return Tool(name=name, description=desc, input_schema=params)
 
 
-def decode_tool_choice(raw: Any, parallel: Any, tools: list[Tool]) -> ToolChoice | None:
+def want_name(value: Any, param: str) -> str:
+    """A function or schema name as OpenAI allows it (Chat Completions and Responses)."""
+    name = want_str(value, param)
+    if not _TOOL_NAME.fullmatch(name):
+        raise value_error(param, f"{name!r} does not match '^[a-zA-Z0-9_-]{{1,64}}$'.")
+    return name
+
+
+def decode_tool_choice(
+    raw: Any, parallel: Any, tools: list[Tool],
+    named: Callable[[dict, list[Tool]], ToolChoice] | None = None,
+) -> ToolChoice | None:
+    """``named`` decodes the object form, which the Responses API spells differently."""
     if parallel is not None:
         want_bool(parallel, "parallel_tool_calls")
-    choice = None if raw is None else _choice(raw, tools)
+    choice = None if raw is None else _choice(raw, tools, named or _named_choice)
     if parallel is False and tools:
         choice = choice or ToolChoice("auto")
         choice.disable_parallel = True
     return choice
 
 
-def _choice(raw: Any, tools: list[Tool]) -> ToolChoice:
+def _choice(raw: Any, tools: list[Tool], named: Callable) -> ToolChoice:
     if isinstance(raw, str):
         kind = _CHOICE_WORDS[want_enum(raw, "tool_choice", tuple(_CHOICE_WORDS))]
         if kind == "any" and not tools:
@@ -74,9 +81,12 @@ def _choice(raw: Any, tools: list[Tool]) -> ToolChoice:
         return ToolChoice(kind)
     if not isinstance(raw, dict):
         raise type_error("tool_choice", "one of a string or object", raw)
-    spec = raw
-    want_enum(required(spec, "type", "tool_choice.type"), "tool_choice.type", ("function",))
-    fn = want_object(required(spec, "function", "tool_choice.function"), "tool_choice.function")
+    return named(raw, tools)
+
+
+def _named_choice(raw: dict, tools: list[Tool]) -> ToolChoice:
+    want_enum(required(raw, "type", "tool_choice.type"), "tool_choice.type", ("function",))
+    fn = want_object(required(raw, "function", "tool_choice.function"), "tool_choice.function")
     name = want_str(required(fn, "name", "tool_choice.function.name"), "tool_choice.function.name")
     if name not in {t.name for t in tools}:
         raise InvalidRequest(
@@ -102,9 +112,7 @@ def decode_response_format(raw: Any) -> ResponseFormat | None:
         required(spec, "json_schema", "response_format.json_schema"), "response_format.json_schema"
     )
     p = "response_format.json_schema"
-    name = want_str(required(js, "name", f"{p}.name"), f"{p}.name")
-    if not _TOOL_NAME.fullmatch(name):
-        raise value_error(f"{p}.name", f"{name!r} does not match '^[a-zA-Z0-9_-]{{1,64}}$'.")
+    name = want_name(required(js, "name", f"{p}.name"), f"{p}.name")
     schema = js.get("schema")
     if schema is not None:
         want_object(schema, f"{p}.schema")
@@ -131,6 +139,11 @@ def encode_tools(tools: list[Tool]) -> list[dict[str, Any]]:
 def encode_tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
     if choice.type == "tool":
         return {"type": "function", "function": {"name": choice.name}}
+    return choice_word(choice)
+
+
+def choice_word(choice: ToolChoice) -> str:
+    """``auto``, ``none`` or ``required`` for a choice that names no tool."""
     return _WORD_FOR[choice.type]
 
 

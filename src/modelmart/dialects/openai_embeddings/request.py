@@ -14,6 +14,7 @@ from modelmart.dialects.openai_chat._validate import (
     want_enum,
     want_int,
     want_list,
+    want_model,
     want_str,
 )
 
@@ -26,12 +27,7 @@ _KNOWN = frozenset({"model", "input", "encoding_format", "dimensions", "user"})
 
 
 def decode_request(data: Any) -> EmbeddingRequest:
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    model = data.get("model")
-    if model is None:
-        raise InvalidRequest("You must provide a model parameter.", param="model")
-    want_str(model, "model", nonempty=True)
+    model = want_model(data)
     fmt = data.get("encoding_format")
     dimensions = data.get("dimensions")
     user = data.get("user")

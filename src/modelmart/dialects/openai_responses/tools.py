@@ -3,18 +3,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import Request, ResponseFormat, Tool, ToolChoice
+from modelmart.dialects.openai_chat import tools as chat_tools
 from modelmart.dialects.openai_chat._validate import (
-    required, type_error, value_error, want_bool, want_enum, want_list, want_object, want_str,
+    required, want_bool, want_enum, want_list, want_object, want_str,
 )
-
-_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
-_WORDS = {"auto": "auto", "none": "none", "required": "any"}
-_WORD_FOR = {v: k for k, v in _WORDS.items()}
+from modelmart.dialects.openai_chat.tools import choice_word, default_parameters, want_name
 
 
 def decode_tools(raw: Any) -> list[Tool]:
@@ -28,14 +25,12 @@ def decode_tools(raw: Any) -> list[Tool]:
         if kind != "function":
             raise InvalidRequest(f"Tools of type '{kind}' are not supported; only 'function' tools "
                                  "are.", param=f"{p}.type")
-        name = want_str(required(spec, "name", f"{p}.name"), f"{p}.name")
-        if not _NAME.fullmatch(name):
-            raise value_error(f"{p}.name", f"{name!r} does not match '^[a-zA-Z0-9_-]{{1,64}}$'.")
+        name = want_name(required(spec, "name", f"{p}.name"), f"{p}.name")
         desc = spec.get("description")
         if desc is not None:
             want_str(desc, f"{p}.description")
         params = spec.get("parameters")
-        params = {"type": "object", "properties": {}} if params is None else want_object(params, f"{p}.parameters")
+        params = default_parameters() if params is None else want_object(params, f"{p}.parameters")
         if spec.get("strict") is not None:
             want_bool(spec["strict"], f"{p}.strict")  # canonical tools hold no strict flag
         tools.append(Tool(name=name, description=desc, input_schema=params))
@@ -43,23 +38,10 @@ def decode_tools(raw: Any) -> list[Tool]:
 
 
 def decode_tool_choice(raw: Any, parallel: Any, tools: list[Tool]) -> ToolChoice | None:
-    if parallel is not None:
-        want_bool(parallel, "parallel_tool_calls")
-    choice = None if raw is None else _choice(raw, tools)
-    if parallel is False and tools:
-        choice = choice or ToolChoice("auto")
-        choice.disable_parallel = True
-    return choice
+    return chat_tools.decode_tool_choice(raw, parallel, tools, _named_choice)
 
 
-def _choice(raw: Any, tools: list[Tool]) -> ToolChoice:
-    if isinstance(raw, str):
-        kind = _WORDS[want_enum(raw, "tool_choice", tuple(_WORDS))]
-        if kind == "any" and not tools:
-            raise value_error("tool_choice", "'required' is only allowed when 'tools' are specified.")
-        return ToolChoice(kind)
-    if not isinstance(raw, dict):
-        raise type_error("tool_choice", "one of a string or object", raw)
+def _named_choice(raw: dict, tools: list[Tool]) -> ToolChoice:
     want_enum(required(raw, "type", "tool_choice.type"), "tool_choice.type", ("function",))
     name = want_str(required(raw, "name", "tool_choice.name"), "tool_choice.name")
     if name not in {t.name for t in tools}:
@@ -80,9 +62,7 @@ def decode_text_format(raw: Any) -> ResponseFormat | None:
                      ("text", "json_object", "json_schema"))
     if kind != "json_schema":
         return ResponseFormat(kind)
-    name = want_str(required(spec, "name", f"{p}.name"), f"{p}.name")
-    if not _NAME.fullmatch(name):
-        raise value_error(f"{p}.name", f"{name!r} does not match '^[a-zA-Z0-9_-]{{1,64}}$'.")
+    name = want_name(required(spec, "name", f"{p}.name"), f"{p}.name")
     schema = want_object(required(spec, "schema", f"{p}.schema"), f"{p}.schema")
     strict = spec.get("strict")
     if strict is not None:
@@ -124,7 +104,7 @@ def _choice_echo(choice: ToolChoice | None) -> Any:
         return "auto"
     if choice.type == "tool":
         return {"type": "function", "name": choice.name}
-    return _WORD_FOR[choice.type]
+    return choice_word(choice)
 
 
 def _format_echo(fmt: ResponseFormat | None) -> dict[str, Any]:
