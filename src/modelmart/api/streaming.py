@@ -64,26 +64,21 @@ class StreamMeter:
 
 
 async def metered_frames(
-    app: "App", call: Call, first: StreamEvent, events: AsyncIterator[StreamEvent], encoder,
-    msg_id: str, routed: Routed,
+    app: "App", call: Call, first: list[StreamEvent],
+    batches: AsyncIterator[list[StreamEvent]], encoder, msg_id: str, routed: Routed,
 ) -> AsyncIterator[bytes]:
+    """One chunk of bytes per batch of events (the events of one upstream read), so the
+    client gets one write where the upstream sent one."""
     meter = StreamMeter()
     status, error, http_status = "client_disconnected", None, 499
     try:
-        if type(first) is MessageStart:
+        head = first[0]
+        if type(head) is MessageStart:
             # Our request id replaces the upstream's message id; the clock is ours too.
-            first.id = msg_id
-            first.created = first.created or int(time.time())
-        meter.observe(first)
-        yield encoder.event(first)
-        async for event in events:
-            cls = type(event)
-            if cls is MessageStart:
-                event.id = msg_id
-            elif meter.ttft_ms is None and cls in _CONTENT:
-                meter.ttft_ms = round((time.perf_counter() - call.t0) * 1000, 3)
-            meter.observe(event)
-            yield encoder.event(event)
+            head.created = head.created or int(time.time())
+        yield _encode(first, encoder, meter, call, msg_id)
+        async for batch in batches:
+            yield _encode(batch, encoder, meter, call, msg_id)
         status, http_status = "ok", 200
         yield encoder.end()
     except GatewayError as err:
@@ -94,11 +89,24 @@ async def metered_frames(
         status, error, http_status = "error", "internal error during the stream", 500
         yield encoder.error(InternalError("internal error during the stream; see the server log"))
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        await batches.aclose()  # type: ignore[attr-defined]
         usage, estimated = meter.usage(call.estimated_tokens)
         app.guard.settle(call, usage=usage, deployment=routed.deployment, attempts=routed.attempts,
                          status=status, http_status=http_status, error=error,
                          ttft_ms=meter.ttft_ms, estimated=estimated)
+
+
+def _encode(batch: list[StreamEvent], encoder, meter: StreamMeter, call: Call, msg_id: str) -> bytes:
+    frames = []
+    for event in batch:
+        cls = type(event)
+        if cls is MessageStart:
+            event.id = msg_id
+        elif meter.ttft_ms is None and cls in _CONTENT:
+            meter.ttft_ms = round((time.perf_counter() - call.t0) * 1000, 3)
+        meter.observe(event)
+        frames.append(encoder.event(event))
+    return b"".join(frames)
 
 
 _CONTENT = (TextDelta, ToolArgsDelta, ThinkingDelta)

@@ -154,7 +154,7 @@ async def _complete(app: "App", surface: Surface, call: Call, req: Request, send
 async def _stream(app: "App", surface: Surface, call: Call, req: Request, include_usage: bool,
                   receive: Receive, send: Send) -> None:
     try:
-        events, first, routed = await app.router.stream(req)
+        batches, first, routed = await app.router.stream_batches(req)
     except GatewayError as err:
         app.guard.settle(call, usage=None, deployment=None, attempts=getattr(err, "attempts", 1),
                          status="error", http_status=err.status, error=err.message)
@@ -162,6 +162,7 @@ async def _stream(app: "App", surface: Surface, call: Call, req: Request, includ
         return
     encoder = surface.dialect.StreamEncoder(req.model, include_usage=include_usage,
                                             **surface.stream_options(req))
-    frames = metered_frames(app, call, first, events, encoder, surface.id_prefix + call.rid, routed)
+    frames = metered_frames(app, call, first, batches, encoder, surface.id_prefix + call.rid,
+                            routed)
     await send_stream(send, receive, frames, _route_headers(call, routed),
                       content_type=surface.stream_type)

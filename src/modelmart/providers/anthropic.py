@@ -9,10 +9,10 @@ import orjson
 from modelmart.core.errors import UpstreamError
 from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.dialects import anthropic_messages as wire
-from modelmart.dialects.sse import SSEParser
 
 from .base import Provider
 from .http import post_json, post_stream
+from .streaming import sse_batches
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -52,17 +52,9 @@ class AnthropicProvider(Provider):
                                 "the body is not JSON") from None
         return wire.decode_response(data)
 
-    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+    async def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         body = self.body(request, stream=True)
         async with post_stream(self.http, self.url, self.headers(), body, self.config,
                                wire.decode_error) as chunks:
-            parser, decoder = SSEParser(), wire.StreamDecoder()
-            async for chunk in chunks:
-                for name, data in parser.feed(chunk):
-                    for event in decoder.feed(name, data):
-                        yield event
-            for name, data in parser.close():
-                for event in decoder.feed(name, data):
-                    yield event
-            for event in decoder.close():
-                yield event
+            async for batch in sse_batches(chunks, wire.StreamDecoder()):
+                yield batch

@@ -48,8 +48,20 @@ class Provider(ABC):
     @abstractmethod
     async def complete(self, request: Request) -> Response: ...
 
-    @abstractmethod
-    def stream(self, request: Request) -> AsyncIterator[StreamEvent]: ...
+    def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        """The stream event by event. A provider implements this or ``stream_batches``."""
+        from .streaming import flatten
+
+        return flatten(self.stream_batches(request))
+
+    async def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
+        """The stream as batches: the events of one upstream read together (never empty)."""
+        events = self.stream(request)
+        try:
+            async for event in events:
+                yield [event]
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
 
     async def start(self) -> None:
         """Called once when the app starts (load a model, warm a pool)."""

@@ -27,6 +27,7 @@ from modelmart.dialects.eventstream import CONTENT_TYPE as EVENTSTREAM, EventStr
 
 from .base import Provider, ProviderConfig
 from .http import post_json, post_stream
+from .streaming import batches_of
 
 DEFAULT_REGION = "us-east-1"
 SIGNING_NAME = "bedrock"  # the service name in the credential scope, not the host prefix
@@ -100,19 +101,23 @@ class BedrockProvider(Provider):
                                 "the body is not JSON") from None
         return wire.decode_response(data, self.config.model)
 
-    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+    async def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         url, body = self.url(stream=True), self.body(request)
         headers = await self.headers(url, body, stream=True)
         async with post_stream(self.http, _exact(url), headers, body, self.config,
                                wire.decode_error) as chunks:
             frames, decoder = EventStreamDecoder(), wire.StreamDecoder(self.config.model)
-            async for chunk in chunks:
+
+            def decode_chunk(chunk: bytes):
                 for message in frames.feed(chunk):
-                    for event in decoder.feed_message(message):
-                        yield event
-            frames.close()
-            for event in decoder.close():
-                yield event
+                    yield from decoder.feed_message(message)
+
+            def finish():
+                frames.close()
+                yield from decoder.close()
+
+            async for batch in batches_of(chunks, decode_chunk, finish):
+                yield batch
 
 
 def _exact(url: str) -> Any:

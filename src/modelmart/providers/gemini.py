@@ -11,10 +11,10 @@ from modelmart.core.embeddings import EmbeddingRequest, EmbeddingResponse, estim
 from modelmart.core.errors import UpstreamError
 from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.dialects import gemini as wire
-from modelmart.dialects.sse import SSEParser
 
 from .base import Provider
 from .http import post_json, post_stream
+from .streaming import sse_batches
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"
@@ -57,20 +57,12 @@ class GeminiProvider(Provider):
                                 "the body is not JSON") from None
         return wire.decode_response(data)
 
-    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+    async def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         body = self.body(request, stream=True)
         async with post_stream(self.http, self.url(stream=True), self.headers(), body,
                                self.config, wire.decode_error) as chunks:
-            parser, decoder = SSEParser(), wire.StreamDecoder()
-            async for chunk in chunks:
-                for name, data in parser.feed(chunk):
-                    for event in decoder.feed(name, data):
-                        yield event
-            for name, data in parser.close():
-                for event in decoder.feed(name, data):
-                    yield event
-            for event in decoder.close():
-                yield event
+            async for batch in sse_batches(chunks, wire.StreamDecoder()):
+                yield batch
 
     # ---- embeddings -------------------------------------------------------------------
 

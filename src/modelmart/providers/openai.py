@@ -13,10 +13,10 @@ from modelmart.core.errors import UpstreamError
 from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.dialects import openai_chat as wire
 from modelmart.dialects import openai_embeddings
-from modelmart.dialects.sse import SSEParser
 
 from .base import Provider
 from .http import auth_headers, post_json, post_stream
+from .streaming import sse_batches
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -47,21 +47,13 @@ class OpenAIProvider(Provider):
             ) from None
         return wire.decode_response(data)
 
-    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+    async def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         body = self.body(request, stream=True)
         async with post_stream(
             self.http, self.url, auth_headers(self.config), body, self.config, wire.decode_error
         ) as chunks:
-            parser, decoder = SSEParser(), wire.StreamDecoder()
-            async for chunk in chunks:
-                for name, data in parser.feed(chunk):
-                    for event in decoder.feed(name, data):
-                        yield event
-            for name, data in parser.close():
-                for event in decoder.feed(name, data):
-                    yield event
-            for event in decoder.close():
-                yield event
+            async for batch in sse_batches(chunks, wire.StreamDecoder()):
+                yield batch
 
     # ---- embeddings -------------------------------------------------------------------
 

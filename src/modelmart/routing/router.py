@@ -143,20 +143,27 @@ class Router:
         return resp, Routed(dep, run.attempts, latency_ms=run.elapsed_ms())
 
     async def stream(self, req: Request) -> tuple[AsyncIterator[StreamEvent], StreamEvent, Routed]:
-        """Open a stream and wait for its first event (so a failure before any byte reaches the
-        client can still fall back). Returns the iterator, its first event and the route."""
-        async def once(dep: Deployment, run: _Run) -> tuple[AsyncIterator[StreamEvent], StreamEvent, float]:
+        """``stream_batches`` event by event: the iterator, its first event and the route."""
+        batches, first, routed = await self.stream_batches(req)
+        return _Events(first[1:], batches), first[0], routed
+
+    async def stream_batches(self, req: Request) -> tuple[AsyncIterator[list[StreamEvent]],
+                                                          list[StreamEvent], Routed]:
+        """Open a stream and wait for its first events (so a failure before any byte reaches
+        the client can still fall back). Returns the iterator of event batches (the events
+        of one upstream read together), the first batch and the route."""
+        async def once(dep: Deployment, run: _Run):
             started = self.clock()
-            events = self.providers[dep.name].stream(_request_for(dep, req))
+            batches = self.providers[dep.name].stream_batches(_request_for(dep, req))
             try:
-                first = await self._guard(dep, run, _first_event(events))
+                first = await self._guard(dep, run, _first_batch(batches))
             except BaseException:
-                await events.aclose()  # type: ignore[attr-defined]
+                await batches.aclose()  # type: ignore[attr-defined]
                 raise
             self.board.first_event(dep, (self.clock() - started) * 1000)
-            return events, first, started
+            return batches, first, started
 
-        (events, first, started), dep, run = await self._route(req, once)
+        (batches, first, started), dep, run = await self._route(req, once)
         routed = Routed(dep, run.attempts, ttft_ms=run.elapsed_ms())
 
         def ended(outcome: GatewayError | bool) -> None:
@@ -168,7 +175,7 @@ class Router:
             else:  # closed early (the client went away): says nothing about the upstream
                 self.board.release(dep)
 
-        return _TrackedStream(events, ended), first, routed
+        return _TrackedStream(batches, ended), first, routed
 
     def health(self) -> dict[str, dict]:
         """By deployment name: model, state (healthy, cooling, half_open,
@@ -258,7 +265,7 @@ class _TrackedStream:
     def __aiter__(self) -> "_TrackedStream":
         return self
 
-    async def __anext__(self) -> StreamEvent:
+    async def __anext__(self):
         try:
             return await self._events.__anext__()
         except StopAsyncIteration:
@@ -278,8 +285,27 @@ class _TrackedStream:
             self._ended(outcome)
 
 
-async def _first_event(events: AsyncIterator[StreamEvent]) -> StreamEvent:
+async def _first_batch(batches: AsyncIterator[list[StreamEvent]]) -> list[StreamEvent]:
     try:
-        return await events.__anext__()
+        return await batches.__anext__()
     except StopAsyncIteration:
         raise UpstreamError("upstream stream ended before its first event") from None
+
+
+class _Events:
+    """Batches event by event, after ``head``. A class for the same reason as
+    ``_TrackedStream``: ``aclose()`` must close the upstream even if never iterated."""
+
+    def __init__(self, head: list[StreamEvent], batches) -> None:
+        self._pending, self._batches = list(head), batches
+
+    def __aiter__(self) -> "_Events":
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        while not self._pending:
+            self._pending = list(await self._batches.__anext__())
+        return self._pending.pop(0)
+
+    async def aclose(self) -> None:
+        await self._batches.aclose()

@@ -1,0 +1,69 @@
+"""Upstream streams as batches: the events decoded from one upstream read travel together,
+so the gateway sends them to the client in one write instead of one write per event."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator, Callable, Iterable
+
+from modelmart.core.errors import GatewayError
+from modelmart.core.types import StreamEvent
+from modelmart.dialects.sse import SSEParser
+
+Batch = list[StreamEvent]
+
+
+async def flatten(batches: AsyncIterator[Batch]) -> AsyncIterator[StreamEvent]:
+    """Event by event, for callers that want single events."""
+    try:
+        async for batch in batches:
+            for event in batch:
+                yield event
+    finally:
+        await batches.aclose()  # type: ignore[attr-defined]
+
+
+async def batches_of(
+    chunks: AsyncIterator[bytes],
+    decode_chunk: Callable[[bytes], Iterable[StreamEvent]],
+    finish: Callable[[], Iterable[StreamEvent]],
+) -> AsyncIterator[Batch]:
+    """One batch per upstream read (empty reads yield nothing). ``decode_chunk`` and
+    ``finish`` may raise a ``GatewayError`` (an error event, a truncated stream): the events
+    decoded before it in the same read are yielded first, so they still reach the client
+    and are billed."""
+    async for chunk in chunks:
+        batch: Batch = []
+        try:
+            batch.extend(decode_chunk(chunk))
+        except GatewayError:
+            if batch:
+                yield batch
+            raise
+        if batch:
+            yield batch
+    batch = []
+    try:
+        batch.extend(finish())
+    except GatewayError:
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
+
+
+async def sse_batches(chunks: AsyncIterator[bytes], decoder) -> AsyncIterator[Batch]:
+    """Batches from an SSE body through a dialect's ``StreamDecoder``."""
+    parser = SSEParser()
+
+    def decode_chunk(chunk: bytes):
+        for name, data in parser.feed(chunk):
+            yield from decoder.feed(name, data)
+
+    def finish():
+        for name, data in parser.close():
+            yield from decoder.feed(name, data)
+        yield from decoder.close()
+
+    async for batch in batches_of(chunks, decode_chunk, finish):
+        yield batch
