@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import sys
 import tempfile
 
@@ -78,6 +79,7 @@ def serve(args) -> int:
     finally:
         if coordinator is not None:
             coordinator.stop()
+            shutil.rmtree(os.path.dirname(coordinator.socket_path), ignore_errors=True)
     return 0
 
 
