@@ -70,14 +70,21 @@ class Pricing:
             if name not in known:
                 raise PriceError(f"deployment_costs.{name}: no such deployment in the catalog")
             self._costs[name] = parse_schedule(spec, f"deployment_costs.{name}")
+        self._schedules: dict[str, PriceSchedule | None] = {}
         self.default_markup = (None if default_markup is None
                                else _markup(default_markup, "default_markup"))
 
     # -- lookups -----------------------------------------------------------------------
 
     def cost_schedule(self, deployment: Deployment) -> PriceSchedule | None:
-        return self._costs.get(deployment.name) or self.book.cost_schedule(
-            deployment.provider, deployment.config.model)
+        # The catalog does not change while the app runs: look each deployment up once.
+        try:
+            return self._schedules[deployment.name]
+        except KeyError:
+            schedule = self._costs.get(deployment.name) or self.book.cost_schedule(
+                deployment.provider, deployment.config.model)
+            self._schedules[deployment.name] = schedule
+            return schedule
 
     def deployment_cost(self, deployment: Deployment, at: float) -> TokenPrices | None:
         """Provider rates in force at ``at`` (for cost-aware routing), or None."""
