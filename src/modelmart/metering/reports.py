@@ -15,16 +15,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from modelmart.core.errors import InvalidRequest, NotFound
-from modelmart.core.money import format_usd as _format_usd
+from modelmart.core.money import format_usd
 
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
                 "reasoning_tokens")
-
-
-def format_usd(pico: int) -> str:
-    """``core.money.format_usd`` in plain notation: its ``str(Decimal)`` prints amounts
-    under a millionth of a dollar as ``5.000E-9``; format "f" keeps every digit."""
-    return format(Decimal(_format_usd(pico)), "f")
 
 
 # Ledger rows for requests that were refused or failed before any token was generated:
