@@ -1,4 +1,4 @@
-"""Run a real modelmart server (uvicorn, loopback, a free port) in a background thread, with
+"""Run a real modelmart server (``api/server.py``, loopback, a free port) in a background thread, with
 its own SQLite database, journal and a customer key."""
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ import threading
 import time
 from pathlib import Path
 
-import uvicorn
-
 from modelmart.api.app import create_app
+from modelmart.api.server import Server
 from modelmart.api.settings import Settings
 from modelmart.catalog.loader import parse_catalog
 from modelmart.store.base import open_store
@@ -51,10 +50,8 @@ class GatewayServer:
         self.app = create_app(Settings(catalog=parse_catalog(catalog_data),
                                        database_url=self.database_url, **settings))
         self.port = free_port()
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                http="httptools", loop="asyncio", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self.server = Server(self.app, "127.0.0.1", self.port)
+        self._thread = threading.Thread(target=self.server.run, args=(False,), daemon=True)
 
     @property
     def url(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -217,7 +218,7 @@ async def test_extra_fields_never_override_canonical_ones(fake, provider):
 ])
 async def test_fake_refuses_what_the_real_api_refuses(fake, session, headers, body, status,
                                                       fragment):
-    async with session.post(fake.base_url + "/v1/messages", json=body, headers=headers) as resp:
+    async with aiohttp.request("POST", fake.base_url + "/v1/messages", json=body, headers=headers) as resp:
         assert resp.status == status
         error = (await resp.json())["error"]
     kind = "authentication_error" if status == 401 else "invalid_request_error"

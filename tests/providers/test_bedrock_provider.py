@@ -7,6 +7,7 @@ import asyncio
 import json
 from urllib.parse import unquote
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -333,7 +334,7 @@ async def test_rate_limit_carries_retry_after(fake, provider):
 async def test_fake_refuses_what_bedrock_refuses(fake, session, headers, body, status, kind,
                                                  fragment):
     url = fake.base_url + "/model/m/converse"
-    async with session.post(url, json=body, headers=headers) as resp:
+    async with aiohttp.request("POST", url, json=body, headers=headers) as resp:
         assert resp.status == status
         assert resp.headers["x-amzn-errortype"].split(":")[0] == kind
         assert fragment in (await resp.json())["message"]

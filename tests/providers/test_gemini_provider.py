@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import aiohttp
 import pytest
 
 from modelmart.core import errors as E
@@ -244,11 +245,11 @@ async def test_unsupported_params_are_dropped(fake, http):
 async def test_fake_refuses_unknown_fields_like_google(fake, http):
     url = f"{fake.base_url}/v1beta/models/m:generateContent"
     body = {"contents": [{"role": "user", "parts": [{"text": "x"}]}], "max_tokens": 5}
-    async with http.post(url, json=body, headers={"x-goog-api-key": KEY}) as resp:
+    async with aiohttp.request("POST", url, json=body, headers={"x-goog-api-key": KEY}) as resp:
         assert resp.status == 400
         err = (await resp.json())["error"]
         assert err["status"] == "INVALID_ARGUMENT" and 'Unknown name "max_tokens"' in err["message"]
     snake = {"contents": [{"parts": [{"inline_data": {"mime_type": "image/png", "data": "AA=="}}]}],
              "generation_config": {"max_output_tokens": 5}}
-    async with http.post(url + "?key=" + KEY, json=snake) as resp:
+    async with aiohttp.request("POST", url + "?key=" + KEY, json=snake) as resp:
         assert resp.status == 200

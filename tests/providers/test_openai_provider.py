@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -263,13 +264,13 @@ async def test_closing_the_stream_early_disconnects_upstream(fake, http):
 
 
 async def test_fake_validates_like_openai(fake, http):
-    async with http.post(f"{fake.base_url}/v1/chat/completions", json={"model": "m"},
+    async with aiohttp.request("POST", f"{fake.base_url}/v1/chat/completions", json={"model": "m"},
                          headers={"Authorization": f"Bearer {KEY}"}) as resp:
         assert resp.status == 400
         assert (await resp.json())["error"]["param"] == "messages"
-    async with http.post(f"{fake.base_url}/v1/chat/completions", json={"model": "m", "messages": []}) as resp:
+    async with aiohttp.request("POST", f"{fake.base_url}/v1/chat/completions", json={"model": "m", "messages": []}) as resp:
         assert resp.status == 401
         assert (await resp.json())["error"]["type"] == "invalid_request_error"
-    async with http.get(f"{fake.base_url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}) as resp:
+    async with aiohttp.request("GET", f"{fake.base_url}/v1/models", headers={"Authorization": f"Bearer {KEY}"}) as resp:
         data = await resp.json()
         assert data["object"] == "list" and "gpt-4o-mini" in [m["id"] for m in data["data"]]

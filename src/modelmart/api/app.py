@@ -48,7 +48,8 @@ _BEDROCK_PATH = re.compile(rb"/model/([^/]+)/(converse|converse-stream)")
 
 
 class App:
-    """The gateway as an ASGI callable. Providers start in the lifespan startup."""
+    """The gateway as an ASGI callable (served by ``api/server.py``, or any ASGI server).
+    Providers start in the lifespan startup."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -230,5 +231,5 @@ def create_app(settings: Settings | None = None) -> App:
 
 
 def app_from_env() -> App:
-    """Factory for ``uvicorn --factory`` and multi-worker serving: settings from the env."""
+    """The app of one ``serve --workers N`` worker (``api/server.py``): settings from the env."""
     return create_app(Settings.from_env())

@@ -1,8 +1,10 @@
-"""``modelmart serve``: first-run setup, the limits coordinator for several workers, uvicorn."""
+"""``modelmart serve``: first-run setup, the limits coordinator for several workers, and the
+server (``api/server.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import sys
@@ -34,8 +36,6 @@ async def first_run(database_url: str | None) -> list[str]:
 
 
 def serve(args) -> int:
-    import uvicorn
-
     if args.config:
         os.environ["MODELMART_CONFIG"] = os.path.abspath(args.config)
     if args.database:
@@ -55,27 +55,25 @@ def serve(args) -> int:
         path = os.path.join(tempfile.mkdtemp(prefix="modelmart-"), "limits.sock")
         coordinator = start_coordinator(path)
         os.environ["MODELMART_COORDINATOR_SOCKET"] = path
-    options = dict(host=args.host, port=args.port, log_level=args.log_level,
-                   access_log=args.access_log, http="httptools", lifespan="on",
-                   timeout_graceful_shutdown=5, proxy_headers=False, server_header=False,
-                   date_header=False)
-    try:
-        import uvloop  # noqa: F401
-
-        options["loop"] = "uvloop"
-    except ImportError:
-        pass
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(levelname)s %(name)s[%(process)d]: %(message)s")
     print(f"modelmart serving on http://{args.host}:{args.port} "
           f"(OpenAI: /v1/chat/completions, Anthropic: /v1/messages, admin: /admin/v1)",
           file=sys.stderr)
+    from modelmart.api.server import Server, serve_workers
+
     try:
         if args.workers > 1:
-            uvicorn.run("modelmart.api.app:app_from_env", factory=True, workers=args.workers,
-                        **options)
-        else:
-            from modelmart.api.app import app_from_env
+            return serve_workers(args.workers, args.host, args.port, access_log=args.access_log,
+                                 log_level=args.log_level)
+        from modelmart.api.app import app_from_env
 
-            uvicorn.run(app_from_env(), **options)
+        Server(app_from_env(), args.host, args.port, access_log=args.access_log).run()
+    except OSError as exc:
+        print(f"modelmart: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    except SystemExit as exc:  # the app's startup failed (logged)
+        return exc.code if isinstance(exc.code, int) else 1
     finally:
         if coordinator is not None:
             coordinator.stop()
@@ -91,6 +89,7 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--database", help="database URL (default: $MODELMART_DATABASE_URL or "
                    "sqlite:///modelmart.db)")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error", "critical"])
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=serve)

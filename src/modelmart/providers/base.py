@@ -43,7 +43,7 @@ class Provider(ABC):
 
     def __init__(self, config: ProviderConfig, http: Any) -> None:
         self.config = config
-        self.http = http  # an aiohttp.ClientSession shared by the app (None for local)
+        self.http = http  # the app's upstream connection pool, h1.Client (None for local)
 
     @abstractmethod
     async def complete(self, request: Request) -> Response: ...

@@ -18,7 +18,6 @@ import orjson
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from yarl import URL
 
 from modelmart.core.errors import AuthenticationFailed, UpstreamError
 from modelmart.core.types import Request, Response, StreamEvent
@@ -92,7 +91,7 @@ class BedrockProvider(Provider):
     async def complete(self, request: Request) -> Response:
         url, body = self.url(stream=False), self.body(request)
         headers = await self.headers(url, body, stream=False)
-        raw = await post_json(self.http, _exact(url), headers, body, self.config,
+        raw = await post_json(self.http, url, headers, body, self.config,
                               wire.decode_error)
         try:
             data = orjson.loads(raw)
@@ -104,7 +103,7 @@ class BedrockProvider(Provider):
     async def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         url, body = self.url(stream=True), self.body(request)
         headers = await self.headers(url, body, stream=True)
-        async with post_stream(self.http, _exact(url), headers, body, self.config,
+        async with post_stream(self.http, url, headers, body, self.config,
                                wire.decode_error) as chunks:
             frames, decoder = EventStreamDecoder(), wire.StreamDecoder(self.config.model)
 
@@ -118,12 +117,6 @@ class BedrockProvider(Provider):
 
             async for batch in batches_of(chunks, decode_chunk, finish):
                 yield batch
-
-
-def _exact(url: str) -> Any:
-    # yarl would otherwise decode %3A back to ':' and the path sent would no longer be the
-    # path signed.
-    return URL(url, encoded=True)
 
 
 def _static_credentials(options: dict) -> Credentials | None:

@@ -1,4 +1,5 @@
-"""Upstream HTTP: one pooled aiohttp session per app, errors mapped to ``core.errors``.
+"""Upstream HTTP: one pool of kept-alive connections per app (``h1.Client``), errors mapped
+to ``core.errors``.
 
 Every call is bounded by the deployment's three timeouts, so a stalled upstream always ends
 in an ``UpstreamTimeout`` (504) instead of a hang:
@@ -18,23 +19,21 @@ from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
 from typing import AsyncIterator, Callable
 
-import aiohttp
-
 from modelmart.core.errors import GatewayError, UpstreamError, UpstreamTimeout
 
 from .base import ProviderConfig
+from .h1 import Client, ConnectTimeout, DeadlineExceeded, Reply
 
 # Turns an upstream error reply (status, body) into the canonical error.
 ErrorDecoder = Callable[[int, bytes], GatewayError]
 
-_NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+# The deadlines a wait can miss, as ``DeadlineExceeded`` codes.
+_FIRST, _STALLED, _TOTAL = "first", "stalled", "total"
 
 
-def new_session(limit: int = 1000) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=300, enable_cleanup_closed=True)
-    return aiohttp.ClientSession(
-        connector=connector, auto_decompress=True, skip_auto_headers=("User-Agent",)
-    )
+def new_session(max_idle_per_host: int = 512) -> Client:
+    """The app's one pool of upstream connections (``providers/h1.py``)."""
+    return Client(max_idle_per_host)
 
 
 def auth_headers(cfg: ProviderConfig) -> dict[str, str]:
@@ -47,13 +46,6 @@ def auth_headers(cfg: ProviderConfig) -> dict[str, str]:
             headers[style] = cfg.api_key
     headers.update(cfg.headers)
     return headers
-
-
-def _timeout(cfg: ProviderConfig) -> aiohttp.ClientTimeout:
-    # Only the connect phase is left to aiohttp; the first-byte and total deadlines are ours
-    # (``_Deadlines``) because aiohttp's read timeout restarts on every chunk.
-    return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=cfg.connect_timeout,
-                                 sock_read=None)
 
 
 def _retry_after(headers) -> float | None:
@@ -81,73 +73,54 @@ def _retry_after(headers) -> float | None:
     return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
-def _connection_error(exc: BaseException, url: str, cfg: ProviderConfig) -> GatewayError:
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+def _missed(code: str, cfg: ProviderConfig, url: str) -> UpstreamTimeout:
+    if code == _FIRST:
+        what = f"sent no first byte within first_token={cfg.first_token_timeout:g}s"
+    elif code == _STALLED:
+        what = (f"stalled: no data for first_token={cfg.first_token_timeout:g}s "
+                "in the middle of the stream")
+    else:
+        what = f"did not finish within total={cfg.total_timeout:g}s"
+    return UpstreamTimeout(f"upstream {what}: {url}")
+
+
+def _failure(exc: BaseException, url: str, cfg: ProviderConfig) -> GatewayError:
+    """The canonical error for what went wrong on the wire."""
+    if isinstance(exc, DeadlineExceeded):
+        return _missed(exc.args[0], cfg, url)
+    if isinstance(exc, ConnectTimeout):
         return UpstreamTimeout(
             f"upstream did not accept a connection within {cfg.connect_timeout:g}s: {url}")
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+    if isinstance(exc, TimeoutError):
         return UpstreamTimeout(f"upstream timed out: {url}")
-    return UpstreamError(f"upstream connection failed ({type(exc).__name__}): {url}")
+    reason = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+    return UpstreamError(f"upstream connection failed ({reason}): {url}")
 
 
-class _Deadlines:
-    """The first-byte and total deadlines of one upstream call, on the loop's clock."""
-
-    def __init__(self, cfg: ProviderConfig, url: str) -> None:
-        now = asyncio.get_running_loop().time()
-        self.cfg, self.url = cfg, url
-        self.first_byte_at = now + cfg.first_token_timeout
-        self.end_at = now + cfg.total_timeout
-
-    def first_byte(self):
-        if self.first_byte_at < self.end_at:
-            return _bounded(self.first_byte_at, self._message(
-                f"sent no first byte within first_token={self.cfg.first_token_timeout:g}s"))
-        return self.total()
-
-    def next_chunk(self):
-        """A later stream chunk: within the total, and no longer than first_token after the
-        previous one (a silent stream is as stalled as a silent start)."""
-        loop = asyncio.get_running_loop()
-        idle_at = loop.time() + self.cfg.first_token_timeout
-        if idle_at < self.end_at:
-            return _bounded(idle_at, self._message(
-                f"stalled: no data for first_token={self.cfg.first_token_timeout:g}s "
-                "in the middle of the stream"))
-        return self.total()
-
-    def total(self):
-        return _bounded(self.end_at, self._message(
-            f"did not finish within total={self.cfg.total_timeout:g}s"))
-
-    def _message(self, what: str) -> str:
-        return f"upstream {what}: {self.url}"
+_WIRE_ERRORS = (OSError, TimeoutError, ValueError)
 
 
-@asynccontextmanager
-async def _bounded(when: float, message: str):
-    """Raise ``UpstreamTimeout(message)`` if the block is still running at loop time
-    ``when``. Timeouts raised by aiohttp itself (connect) pass through unchanged."""
-    try:
-        async with asyncio.timeout_at(when) as scope:
-            yield
-    except TimeoutError:
-        if scope.expired():
-            raise UpstreamTimeout(message) from None
-        raise
+def _deadlines(cfg: ProviderConfig) -> tuple[float, str, float]:
+    """(first-byte deadline and its code, total deadline) on the loop's clock, from now."""
+    now = asyncio.get_running_loop().time()
+    end_at = now + cfg.total_timeout
+    first_at = now + cfg.first_token_timeout
+    if first_at < end_at:
+        return first_at, _FIRST, end_at
+    return end_at, _TOTAL, end_at
 
 
-async def _raise_for_status(resp: aiohttp.ClientResponse, decode_error: ErrorDecoder) -> None:
-    if resp.status < 300:
+async def _raise_for_status(reply: Reply, end_at: float, decode_error: ErrorDecoder) -> None:
+    if reply.status < 300:
         return
-    data = await resp.read()
-    err = decode_error(resp.status, data)
-    err.retry_after = err.retry_after or _retry_after(resp.headers)
+    data = await reply.read(end_at, _TOTAL)
+    err = decode_error(reply.status, data)
+    err.retry_after = err.retry_after or _retry_after(reply.headers)
     raise err
 
 
 async def post_json(
-    session: aiohttp.ClientSession,
+    http: Client,
     url: str,
     headers: dict[str, str],
     body: bytes,
@@ -155,25 +128,25 @@ async def post_json(
     decode_error: ErrorDecoder,
 ) -> bytes:
     """POST and return the body of a 2xx reply; anything else raises a ``GatewayError``."""
-    deadlines = _Deadlines(cfg, url)
+    first_at, first_code, end_at = _deadlines(cfg)
+    reply = None
     try:
-        async with deadlines.first_byte():
-            resp = await session.post(url, data=body, headers=headers, timeout=_timeout(cfg))
-        try:
-            async with deadlines.total():
-                await _raise_for_status(resp, decode_error)
-                return await resp.read()
-        finally:
-            resp.release()
+        reply = await http.request("POST", url, headers, body, connect_timeout=cfg.connect_timeout,
+                                   deadline=first_at, why=first_code)
+        await _raise_for_status(reply, end_at, decode_error)
+        return await reply.read(end_at, _TOTAL)
     except GatewayError:
         raise
-    except _NETWORK_ERRORS as exc:
-        raise _connection_error(exc, url, cfg) from exc
+    except _WIRE_ERRORS as exc:
+        raise _failure(exc, url, cfg) from exc
+    finally:
+        if reply is not None:
+            reply.release()
 
 
 @asynccontextmanager
 async def post_stream(
-    session: aiohttp.ClientSession,
+    http: Client,
     url: str,
     headers: dict[str, str],
     body: bytes,
@@ -181,39 +154,40 @@ async def post_stream(
     decode_error: ErrorDecoder,
 ) -> AsyncIterator[AsyncIterator[bytes]]:
     """POST and yield an iterator over the reply's raw body chunks (a 2xx reply only).
-    Leaving the context closes the upstream connection, which cancels the generation."""
-    deadlines = _Deadlines(cfg, url)
+    Leaving the context before the end closes the upstream connection, which cancels the
+    generation."""
+    first_at, first_code, end_at = _deadlines(cfg)
     try:
-        async with deadlines.first_byte():
-            resp = await session.post(url, data=body, headers=headers, timeout=_timeout(cfg))
-    except GatewayError:
-        raise
-    except _NETWORK_ERRORS as exc:
-        raise _connection_error(exc, url, cfg) from exc
+        reply = await http.request("POST", url, headers, body, connect_timeout=cfg.connect_timeout,
+                                   deadline=first_at, why=first_code)
+    except _WIRE_ERRORS as exc:
+        raise _failure(exc, url, cfg) from exc
     try:
         try:
-            async with deadlines.total():
-                await _raise_for_status(resp, decode_error)
-        except GatewayError:
-            raise
-        except _NETWORK_ERRORS as exc:
-            raise _connection_error(exc, url, cfg) from exc
-        yield _chunks(resp, deadlines)
+            await _raise_for_status(reply, end_at, decode_error)
+        except _WIRE_ERRORS as exc:
+            raise _failure(exc, url, cfg) from exc
+        yield _chunks(reply, cfg, url, first_at, first_code, end_at)
     finally:
-        resp.close()
+        reply.close()
 
 
-async def _chunks(resp: aiohttp.ClientResponse, deadlines: _Deadlines) -> AsyncIterator[bytes]:
-    limit = deadlines.first_byte
+async def _chunks(reply: Reply, cfg: ProviderConfig, url: str, deadline: float, code: str,
+                  end_at: float) -> AsyncIterator[bytes]:
+    """The body as it arrives. The first chunk is due by the first-byte deadline; each later
+    one within ``first_token`` of the one before (a silent stream is as stalled as a silent
+    start), and all of them by the total deadline."""
+    loop = asyncio.get_running_loop()
+    idle = cfg.first_token_timeout
     try:
         while True:
-            async with limit():
-                chunk = await resp.content.readany()
+            chunk = await reply.next_chunk(deadline, code)
             if not chunk:
                 return
-            limit = deadlines.next_chunk
             yield chunk
-    except GatewayError:
-        raise
-    except _NETWORK_ERRORS as exc:
-        raise _connection_error(exc, deadlines.url, deadlines.cfg) from exc
+            deadline = loop.time() + idle
+            code = _STALLED
+            if deadline >= end_at:
+                deadline, code = end_at, _TOTAL
+    except _WIRE_ERRORS as exc:
+        raise _failure(exc, url, cfg) from exc

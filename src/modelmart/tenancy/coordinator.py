@@ -1,7 +1,7 @@
 """Shared counters for several workers on one machine, without Redis.
 
 ``modelmart serve --workers N`` starts the coordinator in the supervisor process (a daemon
-thread running its own event loop) before uvicorn spawns the workers; the workers find the
+thread running its own event loop) before the server starts the workers; the workers find the
 socket through the environment and talk to it with ``CoordinatorCounters``. The coordinator
 holds one ``CounterTable``; each request is handled to completion before the next, which is
 what makes ``try_add`` atomic across workers.
