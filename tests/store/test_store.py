@@ -181,6 +181,17 @@ async def test_concurrent_inserts_skip_each_others_duplicates(store, db_url):
         await other.close()
 
 
+@pytest.mark.parametrize("size", [1, 5, 255, 257, 341, 599])
+async def test_batches_of_any_size_keep_every_row_once(store, size):
+    # SQLite writes a batch in statements of 256, 64, 16, 4 and 1 rows.
+    batch = [usage(f"n{i}", input_tokens=i) for i in range(size)]
+    batch.insert(size // 2 + 1, usage("n0", input_tokens=-1))  # a repeat, after the first
+    assert await store.insert_usage(batch) == size
+    assert await store.count_usage() == size
+    assert (await store.get_usage("n0")).input_tokens == 0
+    assert (await store.get_usage(f"n{size - 1}")).input_tokens == size - 1
+
+
 async def test_ten_thousand_rows_in_one_batch(store):
     batch = [usage(f"bulk-{i}", input_tokens=i, price_pico=i) for i in range(10_000)]
     assert await store.insert_usage(batch) == 10_000
