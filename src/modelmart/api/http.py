@@ -74,9 +74,11 @@ async def send_stream(
     frames: AsyncIterator[bytes],
     headers: dict[str, str] | None = None,
     content_type: bytes = b"text/event-stream; charset=utf-8",
+    scope: Scope | None = None,
 ) -> bool:
-    """Send ``frames`` as a streamed body (SSE, or AWS's event stream). A client disconnect cancels the producer, which closes
-    ``frames`` (and so the upstream request). Returns False when the client went away."""
+    """Send ``frames`` as a streamed body (SSE, or AWS's event stream). A client disconnect
+    stops the producer, which closes ``frames`` (and so the upstream request). Returns False
+    when the client went away."""
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", content_type), *STREAM_HEADERS, *_headers(headers)]})
 
@@ -86,6 +88,43 @@ async def send_stream(
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    watch = (scope or {}).get("extensions", {}).get(DISCONNECT_EXTENSION)
+    if watch is not None:
+        return await _pump_watched(pump, frames, watch["watch"])
+    return await _pump_with_watcher(pump, frames, receive)
+
+
+# Offered by modelmart's own server (``api/server.py``): ``watch(callback)`` calls
+# ``callback()`` once if the client goes away, and returns a function that stops watching.
+# With it a stream needs no second task listening for ``http.disconnect``.
+DISCONNECT_EXTENSION = "modelmart.disconnect"
+
+
+async def _pump_watched(pump, frames, watch) -> bool:
+    task = asyncio.current_task()
+    gone = False
+
+    def on_disconnect() -> None:
+        nonlocal gone
+        gone = True
+        task.cancel()
+
+    unwatch = watch(on_disconnect)
+    try:
+        await pump()
+        return True
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        task.uncancel()
+        return False
+    finally:
+        unwatch()
+        await frames.aclose()  # type: ignore[attr-defined]
+
+
+async def _pump_with_watcher(pump, frames, receive: Receive) -> bool:
+    """Any ASGI server: a second task waits for ``http.disconnect``."""
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass

@@ -33,7 +33,8 @@ _BODY_HIGH_WATER = 1 << 20     # unread request body before the socket stops bei
 _KEEPALIVE = 75.0              # seconds an idle connection stays open (nginx's default)
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-_DISCONNECT = {"type": "http.disconnect"}
+_DISCONNECT_MESSAGE = {"type": "http.disconnect"}
+_DISCONNECT = "modelmart.disconnect"  # the extension (api/http.py)
 _PLAIN_500 = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
               b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error")
 
@@ -50,7 +51,7 @@ class _Cycle:
 
     __slots__ = ("conn", "scope", "body", "body_done", "waiter", "started", "finished",
                  "chunked", "head", "keep_alive", "status", "disconnected", "sent_bytes",
-                 "t0", "head_only")
+                 "t0", "head_only", "unsent", "flush_due", "on_disconnect")
 
     def __init__(self, conn: "_Connection", scope: dict, keep_alive: bool) -> None:
         self.conn, self.scope, self.keep_alive = conn, scope, keep_alive
@@ -63,6 +64,28 @@ class _Cycle:
         self.sent_bytes = 0
         self.t0 = 0.0
         self.head_only = scope["method"] == "HEAD"
+        self.unsent: list[bytes] = []  # streamed body bytes not yet written
+        self.flush_due = False
+        self.on_disconnect: Callable[[], None] | None = None
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """The ``modelmart.disconnect`` extension (``api/http.py``): ``callback()`` once when
+        the client goes away; returns the function that stops watching."""
+        if self.disconnected:
+            self.conn.loop.call_soon(callback)
+        else:
+            self.on_disconnect = callback
+        return self._unwatch
+
+    def _unwatch(self) -> None:
+        self.on_disconnect = None
+
+    def gone(self) -> None:
+        self.disconnected = True
+        self.wake()
+        callback, self.on_disconnect = self.on_disconnect, None
+        if callback is not None:
+            callback()
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -81,11 +104,11 @@ class _Cycle:
             # The whole body was handed over: the next message is the client going away.
             while not self.disconnected:
                 await self._wait()
-            return _DISCONNECT
+            return _DISCONNECT_MESSAGE
         while not self.body and not self.body_done and not self.disconnected:
             await self._wait()
         if self.disconnected:
-            return _DISCONNECT
+            return _DISCONNECT_MESSAGE
         chunks = self.body
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if self.body_done:
@@ -146,14 +169,34 @@ class _Cycle:
         else:
             out = head + body if head else body
         self.sent_bytes += len(body)
-        if not more:
-            self.finished = True
+        if more:
+            # Held to the end of this loop iteration: what else the app sends meanwhile (the
+            # next events of one upstream read, the stream's end) leaves in the same write.
+            if out:
+                self.unsent.append(out)
+                if not self.flush_due:
+                    self.flush_due = True
+                    conn.loop.call_soon(self.flush)
+            if conn.write_paused:
+                self.flush()
+                await conn.drain()
+            return
+        self.finished = True
+        if self.unsent:
+            self.unsent.append(out)
+            out = b"".join(self.unsent)
+            self.unsent.clear()
         if out:
             conn.transport.write(out)
-        if not more:
-            conn.response_done(self)
-        elif conn.write_paused:
-            await conn.drain()
+        conn.response_done(self)
+
+    def flush(self) -> None:
+        self.flush_due = False
+        if self.unsent:
+            data = b"".join(self.unsent)
+            self.unsent.clear()
+            if self.conn.transport is not None:
+                self.conn.transport.write(data)
 
 
 class _Connection(asyncio.Protocol):
@@ -208,8 +251,7 @@ class _Connection(asyncio.Protocol):
         self.server.connections.discard(self)
         for cycle in (self.current, self.cycle, *self.pipeline):
             if cycle is not None:
-                cycle.disconnected = True
-                cycle.wake()
+                cycle.gone()
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
 
@@ -254,9 +296,10 @@ class _Connection(asyncio.Protocol):
             "server": self.local, "client": self.client, "scheme": "http",
             "method": self.parser.get_method().decode("ascii"), "root_path": "",
             "path": path, "raw_path": raw_path, "query_string": parsed.query or b"",
-            "headers": self.headers,
+            "headers": self.headers, "extensions": None,
         }
         cycle = _Cycle(self, scope, self.parser.should_keep_alive())
+        scope["extensions"] = {_DISCONNECT: {"watch": cycle.watch}}
         cycle.t0 = self.loop.time()
         self.cycle = cycle
         if self.expect_continue and self.transport is not None:

@@ -119,7 +119,7 @@ async def handle_chat(app: "App", surface: Surface, scope: Scope, receive: Recei
         await send_error(surface, send, call, InternalError("internal error; see the server log"))
         return
     if req.stream:
-        await _stream(app, surface, call, req, include_usage, receive, send)
+        await _stream(app, surface, call, req, include_usage, scope, receive, send)
     else:
         await _complete(app, surface, call, req, send)
 
@@ -152,7 +152,7 @@ async def _complete(app: "App", surface: Surface, call: Call, req: Request, send
 
 
 async def _stream(app: "App", surface: Surface, call: Call, req: Request, include_usage: bool,
-                  receive: Receive, send: Send) -> None:
+                  scope: Scope, receive: Receive, send: Send) -> None:
     try:
         batches, first, routed = await app.router.stream_batches(req)
     except GatewayError as err:
@@ -165,4 +165,4 @@ async def _stream(app: "App", surface: Surface, call: Call, req: Request, includ
     frames = metered_frames(app, call, first, batches, encoder, surface.id_prefix + call.rid,
                             routed)
     await send_stream(send, receive, frames, _route_headers(call, routed),
-                      content_type=surface.stream_type)
+                      content_type=surface.stream_type, scope=scope)

@@ -42,7 +42,6 @@ class SSEParser:
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
-        out: list[tuple[str | None, bytes]] = []
         buf = self._buf + chunk
         if b"\r" in buf:
             # A trailing lone CR may be the first half of CRLF: keep it for the next chunk.
@@ -52,15 +51,23 @@ class SSEParser:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             if keep_cr:
                 buf += b"\r"
-        lines = buf.split(b"\n")
-        self._buf = lines.pop()
+        # Whole events at a time; what follows the last blank line waits for more bytes.
+        events = buf.split(b"\n\n")
+        self._buf = events.pop()
+        out: list[tuple[str | None, bytes]] = []
+        for event in events:
+            if (event.startswith(b"data: ") and b"\n" not in event and not self._data
+                    and self._event is None):
+                out.append((None, event[6:]))  # the common case: one data line
+            else:
+                self._lines(event.split(b"\n"))
+                self._dispatch(out)
+        return out
+
+    def _lines(self, lines: list[bytes]) -> None:
         for line in lines:
             if not line:
-                if self._data:
-                    out.append((self._event, b"\n".join(self._data)))
-                self._event = None
-                self._data = []
-                continue
+                continue  # a blank line at an event's start (an odd number of newlines)
             if line.startswith(b":"):
                 continue
             name, _, value = line.partition(b":")
@@ -70,7 +77,12 @@ class SSEParser:
                 self._data.append(value)
             elif name == b"event":
                 self._event = value.decode("utf-8", "replace")
-        return out
+
+    def _dispatch(self, out: list) -> None:
+        if self._data:
+            out.append((self._event, b"\n".join(self._data)))
+        self._event = None
+        self._data = []
 
     def close(self) -> list[tuple[str | None, bytes]]:
         """Flush an event left without its closing blank line (a truncated stream)."""

@@ -40,11 +40,20 @@ class StreamEncoder:
         self.id = new_id("chatcmpl-")
         self.created = int(time.time())
         self._tool_index: dict[int, int] = {}  # canonical block index -> OpenAI tool_calls index
+        self._head: bytes | None = None  # every chunk's opening, up to its choices
+        self._tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
 
     def event(self, ev: StreamEvent) -> bytes:
+        cls = type(ev)
+        if cls is TextDelta:  # the bulk of a stream: written without building the chunk
+            if not ev.text:
+                return b""
+            return b"".join((self._head or self._make_head(), _TEXT_OPEN, orjson.dumps(ev.text),
+                             _TEXT_CLOSE, self._tail))
         if isinstance(ev, MessageStart):
             self.id = ev.id or self.id
             self.created = ev.created or self.created
+            self._head = None
             return self._chunk({"role": "assistant", "content": ""})
         if isinstance(ev, TextDelta):
             return self._chunk({"content": ev.text}) if ev.text else b""
@@ -85,17 +94,20 @@ class StreamEncoder:
         return self._frame([choice], None)
 
     def _frame(self, choices: list, usage: dict | None) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": None,
-            "choices": choices,
-        }
-        if self.include_usage:
-            chunk["usage"] = usage  # as OpenAI does: null on every chunk but the last
-        return sse(orjson.dumps(chunk))
+        # As OpenAI does, with include_usage: "usage" is null on every chunk but the last.
+        tail = self._tail if usage is None else b',"usage":' + orjson.dumps(usage) + b"}\n\n"
+        return b"".join((self._head or self._make_head(), orjson.dumps(choices), tail))
+
+    def _make_head(self) -> bytes:
+        self._head = b"".join((
+            b'data: {"id":', orjson.dumps(self.id), b',"object":"chat.completion.chunk",'
+            b'"created":', orjson.dumps(self.created), b',"model":', orjson.dumps(self.model),
+            b',"system_fingerprint":null,"choices":'))
+        return self._head
+
+
+_TEXT_OPEN = b'[{"index":0,"delta":{"content":'
+_TEXT_CLOSE = b'},"logprobs":null,"finish_reason":null}]'
 
 
 class StreamDecoder:
