@@ -31,7 +31,19 @@ async def batches_of(
     ``finish`` may raise a ``GatewayError`` (an error event, a truncated stream): the events
     decoded before it in the same read are yielded first, so they still reach the client
     and are billed."""
-    async for chunk in chunks:
+    read = getattr(chunks, "read", None)  # http.Body: b"" is its end
+    while True:
+        if read is not None:
+            chunk = await read()
+            if not chunk:
+                break
+        else:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
+            if not chunk:
+                continue
         batch: Batch = []
         try:
             batch.extend(decode_chunk(chunk))
@@ -52,8 +64,9 @@ async def batches_of(
         yield batch
 
 
-async def sse_batches(chunks: AsyncIterator[bytes], decoder) -> AsyncIterator[Batch]:
-    """Batches from an SSE body through a dialect's ``StreamDecoder``."""
+def sse_batches(chunks: AsyncIterator[bytes], decoder) -> AsyncIterator[Batch]:
+    """Batches from an SSE body through a dialect's ``StreamDecoder`` (``batches_of`` itself,
+    not a generator around it: a layer less per batch)."""
     parser = SSEParser()
 
     def decode_chunk(chunk: bytes):
@@ -65,5 +78,4 @@ async def sse_batches(chunks: AsyncIterator[bytes], decoder) -> AsyncIterator[Ba
             yield from decoder.feed(name, data)
         yield from decoder.close()
 
-    async for batch in batches_of(chunks, decode_chunk, finish):
-        yield batch
+    return batches_of(chunks, decode_chunk, finish)
