@@ -153,6 +153,8 @@ class Guard:
             call.ticket = await app.limiter.admit(
                 key, app.customer_limits.get(key.customer_id), input_tokens + max_output)
             call.headers.update(call.ticket.headers)
+            if key.budget_pico is None:
+                return
             worst = app.pricing.worst_case(entry, input_tokens, max_output, call.started)
             try:
                 call.reservation = await app.budgets.reserve(key, worst)

@@ -71,6 +71,7 @@ class Pricing:
                 raise PriceError(f"deployment_costs.{name}: no such deployment in the catalog")
             self._costs[name] = parse_schedule(spec, f"deployment_costs.{name}")
         self._schedules: dict[str, PriceSchedule | None] = {}
+        self._priced_since: dict[str, float] = {}  # model id -> a moment it was fully priced
         self.default_markup = (None if default_markup is None
                                else _markup(default_markup, "default_markup"))
 
@@ -114,11 +115,18 @@ class Pricing:
     # -- the API -----------------------------------------------------------------------
 
     def check(self, entry: ModelEntry, at: float | None = None) -> None:
-        """Raises UnpricedModel unless the model and every deployment are priced now."""
+        """Raises UnpricedModel unless the model and every deployment are priced now.
+
+        A schedule's versions only start, never end, so a model priced at some moment is
+        priced at every later one: that is remembered, and the check costs a dict lookup."""
         at = time.time() if at is None else at
+        since = self._priced_since.get(entry.id)
+        if since is not None and at >= since:
+            return
         for deployment in entry.deployments:
             self._cost_rates(entry, deployment, at)
         self._price_rule(entry, at)
+        self._priced_since[entry.id] = at
 
     def quote(self, entry: ModelEntry, deployment: Deployment, usage: Usage,
               at: float) -> tuple[int, int]:
