@@ -31,6 +31,7 @@ KINDS = (
     "slow_first_token",  # wait ``seconds`` (after the headers, for a stream), then answer
     "stall_mid_stream",  # send ``after_events`` events, then go silent
     "truncated_stream",  # send ``after_events`` events and half of the next, then reset
+    "slow_stream",       # a stream whose events come ``seconds`` apart
 )
 # A stalled handler gives up after this long even if the client never hangs up.
 STALL_LIMIT = 30.0
@@ -90,7 +91,9 @@ class _FaultMixin:
             cut = frames[fault.after_events]
             frames = frames[:fault.after_events]
         try:
-            for frame in frames:
+            for i, frame in enumerate(frames):
+                if i and fault.kind == "slow_stream":
+                    await asyncio.sleep(fault.seconds)
                 await resp.write(frame)
             if fault.kind == "stall_mid_stream":
                 await self._stall(request)

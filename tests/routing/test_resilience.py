@@ -182,6 +182,22 @@ def test_the_deadline_bounds_the_whole_request(upstreams, oa):
     assert time.monotonic() - started < 2.5
 
 
+def test_the_deadline_bounds_a_streams_start_not_its_length(upstreams, oa):
+    upstreams["a"].queue(Fault("stall"), Fault("stall"), Fault("stall"))
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as e:
+        oa.chat.completions.create(model="short-deadline", messages=HI, stream=True)
+    assert e.value.status_code == 504 and "deadline of 0.8s" in str(e.value)
+    assert time.monotonic() - started < 2.5
+    # A stream that starts in time may run past the deadline: it bounds the first byte.
+    upstreams["a"].queue(Fault("slow_stream", seconds=0.2))
+    started = time.monotonic()
+    chunks = list(oa.chat.completions.create(model="short-deadline", messages=HI, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) \
+        == "a reply from a faulty upstream"
+    assert time.monotonic() - started > 0.8
+
+
 def test_rejected_gateway_credentials_fall_back_and_never_look_like_the_clients_fault(
         gateway, upstreams, oa):
     raw = oa.chat.completions.with_raw_response.create(model="guarded", messages=HI)

@@ -20,6 +20,7 @@ API_VERSION = "2023-06-01"
 
 class AnthropicProvider(Provider):
     kind = "anthropic"
+    honours_deadline = True  # its calls go through http.post_json / post_stream
 
     @property
     def url(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
@@ -35,11 +36,20 @@ class ProviderConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+# The routing deadline of the attempt in progress, on the event loop's clock: until it, a
+# JSON answer or a stream's first batch. The router sets it around each attempt; a provider
+# with ``honours_deadline`` bounds its own waits by it (and raises an ``UpstreamTimeout``
+# with ``route_deadline`` set), which spares the router a timer of its own per attempt.
+ATTEMPT_DEADLINE: ContextVar[float | None] = ContextVar("modelmart_attempt_deadline",
+                                                        default=None)
+
+
 class Provider(ABC):
     """One deployment of one upstream. ``complete`` and ``stream`` make exactly one attempt;
     retries and fallbacks are the router's job. Failures raise ``core.errors`` types."""
 
     kind: str = ""
+    honours_deadline = False  # see ATTEMPT_DEADLINE
 
     def __init__(self, config: ProviderConfig, http: Any) -> None:
         self.config = config

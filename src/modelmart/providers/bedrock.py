@@ -34,6 +34,7 @@ SIGNING_NAME = "bedrock"  # the service name in the credential scope, not the ho
 
 class BedrockProvider(Provider):
     kind = "bedrock"
+    honours_deadline = True  # its calls go through http.post_json / post_stream
 
     def __init__(self, config: ProviderConfig, http: Any) -> None:
         super().__init__(config, http)

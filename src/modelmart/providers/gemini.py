@@ -24,6 +24,7 @@ EMBED_BATCH = 100
 
 class GeminiProvider(Provider):
     kind = "gemini"
+    honours_deadline = True  # its calls go through http.post_json / post_stream
 
     def url(self, *, stream: bool) -> str:
         base = (self.config.base_url or DEFAULT_BASE_URL).rstrip("/")

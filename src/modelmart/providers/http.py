@@ -21,14 +21,14 @@ from typing import AsyncIterator, Callable
 
 from modelmart.core.errors import GatewayError, UpstreamError, UpstreamTimeout
 
-from .base import ProviderConfig
+from .base import ATTEMPT_DEADLINE, ProviderConfig
 from .h1 import Client, ConnectTimeout, DeadlineExceeded, Reply
 
 # Turns an upstream error reply (status, body) into the canonical error.
 ErrorDecoder = Callable[[int, bytes], GatewayError]
 
 # The deadlines a wait can miss, as ``DeadlineExceeded`` codes.
-_FIRST, _STALLED, _TOTAL = "first", "stalled", "total"
+_FIRST, _STALLED, _TOTAL, _ROUTE = "first", "stalled", "total", "route"
 
 
 def new_session(max_idle_per_host: int = 512) -> Client:
@@ -74,6 +74,10 @@ def _retry_after(headers) -> float | None:
 
 
 def _missed(code: str, cfg: ProviderConfig, url: str) -> UpstreamTimeout:
+    if code == _ROUTE:
+        err = UpstreamTimeout(f"upstream gave no answer before the routing deadline: {url}")
+        err.route_deadline = True  # the router words it, with the deployment's name
+        return err
     if code == _FIRST:
         what = f"sent no first byte within first_token={cfg.first_token_timeout:g}s"
     elif code == _STALLED:
@@ -100,20 +104,33 @@ def _failure(exc: BaseException, url: str, cfg: ProviderConfig) -> GatewayError:
 _WIRE_ERRORS = (OSError, TimeoutError, ValueError)
 
 
-def _deadlines(cfg: ProviderConfig) -> tuple[float, str, float]:
-    """(first-byte deadline and its code, total deadline) on the loop's clock, from now."""
+def _deadlines(cfg: ProviderConfig) -> tuple[float, str, float, str]:
+    """On the loop's clock, from now: the first byte's deadline and its code, then the whole
+    call's and its code. The attempt's routing deadline, if sooner, bounds both (for a
+    stream, the whole call is its first chunk as far as routing goes: see post_stream)."""
     now = asyncio.get_running_loop().time()
-    end_at = now + cfg.total_timeout
-    first_at = now + cfg.first_token_timeout
-    if first_at < end_at:
-        return first_at, _FIRST, end_at
-    return end_at, _TOTAL, end_at
+    end_at, end_code = now + cfg.total_timeout, _TOTAL
+    first_at, first_code = now + cfg.first_token_timeout, _FIRST
+    if first_at >= end_at:
+        first_at, first_code = end_at, _TOTAL
+    route = ATTEMPT_DEADLINE.get()
+    if route is not None:
+        if route < first_at:
+            first_at, first_code = route, _ROUTE
+        if route < end_at:
+            end_at, end_code = route, _ROUTE
+    return first_at, first_code, end_at, end_code
 
 
-async def _raise_for_status(reply: Reply, end_at: float, decode_error: ErrorDecoder) -> None:
+def _connect_timeout(cfg: ProviderConfig, first_at: float) -> float:
+    return max(0.0, min(cfg.connect_timeout, first_at - asyncio.get_running_loop().time()))
+
+
+async def _raise_for_status(reply: Reply, end_at: float, end_code: str,
+                            decode_error: ErrorDecoder) -> None:
     if reply.status < 300:
         return
-    data = await reply.read(end_at, _TOTAL)
+    data = await reply.read(end_at, end_code)
     err = decode_error(reply.status, data)
     err.retry_after = err.retry_after or _retry_after(reply.headers)
     raise err
@@ -128,13 +145,14 @@ async def post_json(
     decode_error: ErrorDecoder,
 ) -> bytes:
     """POST and return the body of a 2xx reply; anything else raises a ``GatewayError``."""
-    first_at, first_code, end_at = _deadlines(cfg)
+    first_at, first_code, end_at, end_code = _deadlines(cfg)
     reply = None
     try:
-        reply = await http.request("POST", url, headers, body, connect_timeout=cfg.connect_timeout,
+        reply = await http.request("POST", url, headers, body,
+                                   connect_timeout=_connect_timeout(cfg, first_at),
                                    deadline=first_at, why=first_code)
-        await _raise_for_status(reply, end_at, decode_error)
-        return await reply.read(end_at, _TOTAL)
+        await _raise_for_status(reply, end_at, end_code, decode_error)
+        return await reply.read(end_at, end_code)
     except GatewayError:
         raise
     except _WIRE_ERRORS as exc:
@@ -156,15 +174,18 @@ async def post_stream(
     """POST and yield the reply's raw body as it arrives (``Body``; a 2xx reply only).
     Leaving the context before the end closes the upstream connection, which cancels the
     generation."""
-    first_at, first_code, end_at = _deadlines(cfg)
+    first_at, first_code, _, _ = _deadlines(cfg)
+    # The routing deadline bounds a stream until its first chunk only.
+    end_at = asyncio.get_running_loop().time() + cfg.total_timeout
     try:
-        reply = await http.request("POST", url, headers, body, connect_timeout=cfg.connect_timeout,
+        reply = await http.request("POST", url, headers, body,
+                                   connect_timeout=_connect_timeout(cfg, first_at),
                                    deadline=first_at, why=first_code)
     except _WIRE_ERRORS as exc:
         raise _failure(exc, url, cfg) from exc
     try:
         try:
-            await _raise_for_status(reply, end_at, decode_error)
+            await _raise_for_status(reply, min(end_at, first_at), first_code, decode_error)
         except _WIRE_ERRORS as exc:
             raise _failure(exc, url, cfg) from exc
         yield Body(reply, cfg, url, first_at, first_code, end_at)

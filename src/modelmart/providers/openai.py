@@ -23,6 +23,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 class OpenAIProvider(Provider):
     kind = "openai"
+    honours_deadline = True  # its calls go through http.post_json / post_stream
 
     @property
     def url(self) -> str:

@@ -22,7 +22,7 @@ from typing import AsyncIterator, Awaitable, Callable, TypeVar
 from modelmart.catalog import Catalog, Deployment, ModelEntry
 from modelmart.core.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
 from modelmart.core.types import Request, Response, StreamEvent
-from modelmart.providers.base import Provider
+from modelmart.providers.base import ATTEMPT_DEADLINE, Provider
 
 from .capability import estimate_input_tokens, why_unable
 from .health import HealthBoard
@@ -225,22 +225,34 @@ class Router:
     async def _guard(self, dep: Deployment, run: _Run, call: Awaitable[T]) -> T:
         """Await one attempt within the deadline and record its failure in the health board."""
         self.board.begin(dep)
+        scope = None
+        token = ATTEMPT_DEADLINE.set(asyncio.get_running_loop().time() + run.remaining())
         try:
+            if self.providers[dep.name].honours_deadline:
+                return await call
             async with asyncio.timeout(run.remaining()) as scope:
                 return await call
         except TimeoutError:
-            if not scope.expired():
+            if scope is None or not scope.expired():
                 raise
-            err = UpstreamTimeout(f"no answer from deployment '{dep.name}' before the "
-                                  f"routing deadline of {run.entry.retries.deadline:g}s")
+            err = self._past_deadline(dep, run)
             self._record_failure(dep, run.entry, err)
             raise err from None
         except GatewayError as err:
+            if getattr(err, "route_deadline", False):
+                err = self._past_deadline(dep, run)
             self._record_failure(dep, run.entry, err)
-            raise
+            raise err from None
         except BaseException:
             self.board.release(dep)
             raise
+        finally:
+            ATTEMPT_DEADLINE.reset(token)
+
+    @staticmethod
+    def _past_deadline(dep: Deployment, run: "_Run") -> UpstreamTimeout:
+        return UpstreamTimeout(f"no answer from deployment '{dep.name}' before the routing "
+                               f"deadline of {run.entry.retries.deadline:g}s")
 
     def _record_failure(self, dep: Deployment, entry: ModelEntry, err: GatewayError) -> None:
         if is_credentials_error(err):
