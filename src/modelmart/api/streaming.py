@@ -97,15 +97,21 @@ async def metered_frames(
 
 
 def _encode(batch: list[StreamEvent], encoder, meter: StreamMeter, call: Call, msg_id: str) -> bytes:
+    encode = encoder.event
     frames = []
     for event in batch:
         cls = type(event)
-        if cls is MessageStart:
-            event.id = msg_id
-        elif meter.ttft_ms is None and cls in _CONTENT:
-            meter.ttft_ms = round((time.perf_counter() - call.t0) * 1000, 3)
-        meter.observe(event)
-        frames.append(encoder.event(event))
+        if cls is TextDelta:  # most events: counted here rather than in meter.observe
+            if meter.ttft_ms is None:
+                meter.ttft_ms = round((time.perf_counter() - call.t0) * 1000, 3)
+            meter.chars += len(event.text)
+        else:
+            if cls is MessageStart:
+                event.id = msg_id
+            elif meter.ttft_ms is None and cls in _CONTENT:
+                meter.ttft_ms = round((time.perf_counter() - call.t0) * 1000, 3)
+            meter.observe(event)
+        frames.append(encode(event))
     return b"".join(frames)
 
 

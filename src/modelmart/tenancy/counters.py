@@ -61,6 +61,10 @@ class CounterTable:
         return True, current + amount
 
     def try_add_all(self, items: list[Item], ttl: float) -> tuple[bool, list[int]]:
+        if len(items) == 1:  # the usual request: one limit
+            key, amount, limit = items[0]
+            admitted, value = self.try_add(key, amount, limit, ttl)
+            return admitted, [value]
         current = [self.get(key) for key, _, _ in items]
         if any(c + amount > limit for c, (_, amount, limit) in zip(current, items)):
             return False, current

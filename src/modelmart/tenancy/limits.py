@@ -56,6 +56,7 @@ class _Outcome:
     share: int  # its weighted share in the sliding window, rounded up
     admitted: bool
     value: int  # the current minute's count after (or, if refused, without) this request
+    current: str  # the current minute's counter
 
 
 class RateLimiter:
@@ -63,25 +64,38 @@ class RateLimiter:
         self._counters = counters
         self._previous: dict[str, int] = {}  # cache of closed minutes' counts
         self._previous_window = -1
+        # (unit, who, ident, limit) per key and customer limits: keys are reloaded, not
+        # edited, so their settings are part of the cache key.
+        self._specs: dict[tuple, list[tuple[str, str, str, int]]] = {}
 
     async def admit(self, key: ApiKey, customer_limits: tuple[int | None, int | None] | None,
                     estimated_tokens: int, now: float | None = None) -> Ticket:
         now = time.time() if now is None else now
         window = int(now // WINDOW)
         elapsed = now - window * WINDOW
-        limits = _limits_for(key, customer_limits, estimated_tokens)
+        limits = self._limits_for(key, customer_limits, estimated_tokens)
         ticket = Ticket(estimated_tokens)
         if not limits:
             return ticket
         outcomes = await self._try_all(limits, window, elapsed)
         if not outcomes[0].admitted:
             raise _refusal(outcomes, elapsed)
-        ticket.token_counters = [o.limit.counter(window) for o in outcomes
-                                 if o.limit.unit == "tokens"]
-        ticket.request_counters = [o.limit.counter(window) for o in outcomes
-                                   if o.limit.unit == "requests"]
+        for o in outcomes:
+            counters = ticket.token_counters if o.limit.unit == "tokens" else ticket.request_counters
+            counters.append(o.current)
         ticket.headers = _headers(outcomes, elapsed)
         return ticket
+
+    def _limits_for(self, key: ApiKey, customer_limits, tokens: int) -> list[_Limit]:
+        cache_key = (key.id, key.rpm, key.tpm, key.prefix, key.customer_id, key.customer_name,
+                     customer_limits)
+        specs = self._specs.get(cache_key)
+        if specs is None:
+            if len(self._specs) > 10_000:
+                self._specs.clear()
+            specs = self._specs[cache_key] = _limit_specs(key, customer_limits)
+        return [_Limit(unit, who, ident, limit, 1 if unit == "requests" else tokens)
+                for unit, who, ident, limit in specs]
 
     async def settle(self, ticket: Ticket, actual_tokens: int) -> None:
         difference = actual_tokens - ticket.estimated_tokens
@@ -102,11 +116,12 @@ class RateLimiter:
                                                elapsed)
         weight = 1.0 - elapsed / WINDOW
         shares = [math.ceil(p * weight) for p in previous]
+        current = [l.counter(window) for l in limits]
         admitted, values = await self._counters.try_add_all(
-            [(l.counter(window), l.amount, l.limit - s) for l, s in zip(limits, shares)],
+            [(c, l.amount, l.limit - s) for c, l, s in zip(current, limits, shares)],
             COUNTER_TTL)
-        return [_Outcome(l, p, s, admitted, v)
-                for l, p, s, v in zip(limits, previous, shares, values)]
+        return [_Outcome(l, p, s, admitted, v, c)
+                for l, p, s, v, c in zip(limits, previous, shares, values, current)]
 
     async def _previous_counts(self, counters: list[str], window: int,
                                elapsed: float) -> list[int]:
@@ -122,17 +137,15 @@ class RateLimiter:
         return [fresh[c] if c in fresh else self._previous[c] for c in counters]
 
 
-def _limits_for(key: ApiKey, customer_limits, tokens: int) -> list[_Limit]:
+def _limit_specs(key: ApiKey, customer_limits) -> list[tuple[str, str, str, int]]:
     who = f"key {key.prefix}"
-    wanted = [("requests", who, f"k{key.id}", key.rpm, 1),
-              ("tokens", who, f"k{key.id}", key.tpm, tokens)]
+    wanted = [("requests", who, f"k{key.id}", key.rpm), ("tokens", who, f"k{key.id}", key.tpm)]
     if customer_limits is not None and key.customer_id is not None:
         rpm, tpm = customer_limits
         customer = f"customer {key.customer_name or key.customer_id}"
-        wanted += [("requests", customer, f"c{key.customer_id}", rpm, 1),
-                   ("tokens", customer, f"c{key.customer_id}", tpm, tokens)]
-    return [_Limit(unit, who_, ident, limit, amount)
-            for unit, who_, ident, limit, amount in wanted if limit is not None]
+        wanted += [("requests", customer, f"c{key.customer_id}", rpm),
+                   ("tokens", customer, f"c{key.customer_id}", tpm)]
+    return [spec for spec in wanted if spec[3] is not None]
 
 
 def seconds_until_fits(previous: int, current: int, elapsed: float, limit: int,

@@ -37,7 +37,7 @@ class StreamEncoder:
     def __init__(self, model: str, include_usage: bool = False) -> None:
         self.model = model
         self.include_usage = include_usage
-        self.id = new_id("chatcmpl-")
+        self.id = ""  # the MessageStart's, or one of ours if it brings none
         self.created = int(time.time())
         self._tool_index: dict[int, int] = {}  # canonical block index -> OpenAI tool_calls index
         self._head: bytes | None = None  # every chunk's opening, up to its choices
@@ -51,7 +51,7 @@ class StreamEncoder:
             return b"".join((self._head or self._make_head(), _TEXT_OPEN, orjson.dumps(ev.text),
                              _TEXT_CLOSE, self._tail))
         if isinstance(ev, MessageStart):
-            self.id = ev.id or self.id
+            self.id = ev.id or self.id or new_id("chatcmpl-")
             self.created = ev.created or self.created
             self._head = None
             return self._chunk({"role": "assistant", "content": ""})
@@ -99,6 +99,7 @@ class StreamEncoder:
         return b"".join((self._head or self._make_head(), orjson.dumps(choices), tail))
 
     def _make_head(self) -> bytes:
+        self.id = self.id or new_id("chatcmpl-")
         self._head = b"".join((
             b'data: {"id":', orjson.dumps(self.id), b',"object":"chat.completion.chunk",'
             b'"created":', orjson.dumps(self.created), b',"model":', orjson.dumps(self.model),
@@ -132,10 +133,10 @@ class StreamDecoder:
     def feed(self, event_name: str | None, data: bytes) -> list[StreamEvent]:
         if self._ended:
             return []
-        if data.strip() == b"[DONE]":
+        if not data.startswith(b"{") and data.strip() == b"[DONE]":
             return self._finish_events(done=True)
         chunk = json_chunk(data)
-        if "error" in chunk and chunk["error"]:
+        if chunk.get("error"):
             raise stream_error(chunk["error"])
         out: list[StreamEvent] = []
         if not self._started:
@@ -167,19 +168,25 @@ class StreamDecoder:
     def _choice(self, choice: dict) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         delta = choice.get("delta")
-        if isinstance(delta, dict):
-            thinking = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(thinking, str) and thinking:
-                out.extend(self._switch(("thinking",), lambda: ThinkingBlock("")))
-                out.append(ThinkingDelta(self._index, thinking))
+        if type(delta) is dict:
+            if "reasoning_content" in delta or "reasoning" in delta:
+                thinking = delta.get("reasoning_content") or delta.get("reasoning")
+                if isinstance(thinking, str) and thinking:
+                    if self._open != _THINKING:
+                        out.extend(self._switch(_THINKING, _thinking_block))
+                    out.append(ThinkingDelta(self._index, thinking))
             text = delta.get("content")
-            if isinstance(text, str) and text:
-                out.extend(self._switch(("text",), lambda: TextBlock("")))
+            if text and type(text) is str:
+                if self._open != _TEXT:
+                    out.extend(self._switch(_TEXT, _text_block))
                 out.append(TextDelta(self._index, text))
-            for call in delta.get("tool_calls") or ():
-                out.extend(self._tool_delta(call))
-        if choice.get("finish_reason"):
-            self._finish = choice["finish_reason"]
+            calls = delta.get("tool_calls")
+            if calls:
+                for call in calls:
+                    out.extend(self._tool_delta(call))
+        finish = choice.get("finish_reason")
+        if finish:
+            self._finish = finish
         return out
 
     def _tool_delta(self, call: Any) -> list[StreamEvent]:
@@ -215,6 +222,17 @@ class StreamDecoder:
             self._closed_tools.add(self._open[1])
         self._open = None
         return [BlockStop(self._index)]
+
+
+_TEXT, _THINKING = ("text",), ("thinking",)
+
+
+def _text_block() -> TextBlock:
+    return TextBlock("")
+
+
+def _thinking_block() -> ThinkingBlock:
+    return ThinkingBlock("")
 
 
 def _new_tool_block(call: dict, fn: dict) -> ToolUseBlock:
