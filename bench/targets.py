@@ -189,7 +189,8 @@ def start_modelmart(workers: int) -> Callable[[Context], Running]:
         _modelmart_catalog(ctx, catalog)
         env = dict(os.environ, MODELMART_DATABASE_URL=f"sqlite:///{home / 'modelmart.db'}")
         log = home / "modelmart.log"
-        headers, notes = {}, [f"{workers} worker{'s' if workers > 1 else ''}, uvloop + httptools"]
+        headers, notes = {}, [f"{workers} worker{'s' if workers > 1 else ''}, its own server and "
+                              "upstream client (uvloop + httptools)"]
         if modelmart_has_keys():
             headers["authorization"] = "Bearer " + _create_key(env, log)
             notes.append("auth, rate limits and metering on (key via the CLI)")
