@@ -11,7 +11,7 @@ from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.dialects import anthropic_messages as wire
 
 from .base import Provider
-from .http import post_json, post_stream
+from .http import open_stream, post_json
 from .streaming import sse_batches
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -20,7 +20,7 @@ API_VERSION = "2023-06-01"
 
 class AnthropicProvider(Provider):
     kind = "anthropic"
-    honours_deadline = True  # its calls go through http.post_json / post_stream
+    honours_deadline = True  # its calls go through http.post_json / open_stream
 
     @property
     def url(self) -> str:
@@ -53,9 +53,10 @@ class AnthropicProvider(Provider):
                                 "the body is not JSON") from None
         return wire.decode_response(data)
 
-    async def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
-        body = self.body(request, stream=True)
-        async with post_stream(self.http, self.url, self.headers(), body, self.config,
-                               wire.decode_error) as chunks:
-            async for batch in sse_batches(chunks, wire.StreamDecoder()):
-                yield batch
+    def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
+        async def opening():
+            return await open_stream(self.http, self.url, self.headers(),
+                                     self.body(request, stream=True), self.config,
+                                     wire.decode_error)
+
+        return sse_batches(opening, wire.StreamDecoder())

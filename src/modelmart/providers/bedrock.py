@@ -25,7 +25,7 @@ from modelmart.dialects import bedrock_converse as wire
 from modelmart.dialects.eventstream import CONTENT_TYPE as EVENTSTREAM, EventStreamDecoder
 
 from .base import Provider, ProviderConfig
-from .http import post_json, post_stream
+from .http import open_stream, post_json
 from .streaming import batches_of
 
 DEFAULT_REGION = "us-east-1"
@@ -34,7 +34,7 @@ SIGNING_NAME = "bedrock"  # the service name in the credential scope, not the ho
 
 class BedrockProvider(Provider):
     kind = "bedrock"
-    honours_deadline = True  # its calls go through http.post_json / post_stream
+    honours_deadline = True  # its calls go through http.post_json / open_stream
 
     def __init__(self, config: ProviderConfig, http: Any) -> None:
         super().__init__(config, http)
@@ -101,23 +101,24 @@ class BedrockProvider(Provider):
                                 "the body is not JSON") from None
         return wire.decode_response(data, self.config.model)
 
-    async def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
-        url, body = self.url(stream=True), self.body(request)
-        headers = await self.headers(url, body, stream=True)
-        async with post_stream(self.http, url, headers, body, self.config,
-                               wire.decode_error) as chunks:
-            frames, decoder = EventStreamDecoder(), wire.StreamDecoder(self.config.model)
+    def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
+        async def opening():
+            url, body = self.url(stream=True), self.body(request)
+            headers = await self.headers(url, body, stream=True)
+            return await open_stream(self.http, url, headers, body, self.config,
+                                     wire.decode_error)
 
-            def decode_chunk(chunk: bytes):
-                for message in frames.feed(chunk):
-                    yield from decoder.feed_message(message)
+        frames, decoder = EventStreamDecoder(), wire.StreamDecoder(self.config.model)
 
-            def finish():
-                frames.close()
-                yield from decoder.close()
+        def decode_chunk(chunk: bytes):
+            for message in frames.feed(chunk):
+                yield from decoder.feed_message(message)
 
-            async for batch in batches_of(chunks, decode_chunk, finish):
-                yield batch
+        def finish():
+            frames.close()
+            yield from decoder.close()
+
+        return batches_of(opening, decode_chunk, finish)
 
 
 def _static_credentials(options: dict) -> Credentials | None:

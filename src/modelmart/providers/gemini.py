@@ -13,7 +13,7 @@ from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.dialects import gemini as wire
 
 from .base import Provider
-from .http import post_json, post_stream
+from .http import open_stream, post_json
 from .streaming import sse_batches
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -24,7 +24,7 @@ EMBED_BATCH = 100
 
 class GeminiProvider(Provider):
     kind = "gemini"
-    honours_deadline = True  # its calls go through http.post_json / post_stream
+    honours_deadline = True  # its calls go through http.post_json / open_stream
 
     def url(self, *, stream: bool) -> str:
         base = (self.config.base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -58,12 +58,13 @@ class GeminiProvider(Provider):
                                 "the body is not JSON") from None
         return wire.decode_response(data)
 
-    async def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
-        body = self.body(request, stream=True)
-        async with post_stream(self.http, self.url(stream=True), self.headers(), body,
-                               self.config, wire.decode_error) as chunks:
-            async for batch in sse_batches(chunks, wire.StreamDecoder()):
-                yield batch
+    def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
+        async def opening():
+            return await open_stream(self.http, self.url(stream=True), self.headers(),
+                                     self.body(request, stream=True), self.config,
+                                     wire.decode_error)
+
+        return sse_batches(opening, wire.StreamDecoder())
 
     # ---- embeddings -------------------------------------------------------------------
 

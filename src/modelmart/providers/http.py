@@ -14,10 +14,9 @@ in an ``UpstreamTimeout`` (504) instead of a hang:
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
-from typing import AsyncIterator, Callable
+from typing import Callable
 
 from modelmart.core.errors import GatewayError, UpstreamError, UpstreamTimeout
 
@@ -107,7 +106,7 @@ _WIRE_ERRORS = (OSError, TimeoutError, ValueError)
 def _deadlines(cfg: ProviderConfig) -> tuple[float, str, float, str]:
     """On the loop's clock, from now: the first byte's deadline and its code, then the whole
     call's and its code. The attempt's routing deadline, if sooner, bounds both (for a
-    stream, the whole call is its first chunk as far as routing goes: see post_stream)."""
+    stream, the whole call is its first chunk as far as routing goes: see open_stream)."""
     now = asyncio.get_running_loop().time()
     end_at, end_code = now + cfg.total_timeout, _TOTAL
     first_at, first_code = now + cfg.first_token_timeout, _FIRST
@@ -162,18 +161,17 @@ async def post_json(
             reply.release()
 
 
-@asynccontextmanager
-async def post_stream(
+async def open_stream(
     http: Client,
     url: str,
     headers: dict[str, str],
     body: bytes,
     cfg: ProviderConfig,
     decode_error: ErrorDecoder,
-) -> AsyncIterator[Body]:
-    """POST and yield the reply's raw body as it arrives (``Body``; a 2xx reply only).
-    Leaving the context before the end closes the upstream connection, which cancels the
-    generation."""
+) -> "Body":
+    """POST and return the reply's raw body as it arrives (a 2xx reply only; anything else
+    raises a ``GatewayError``). The caller closes it (``aclose``): before its end, that
+    hangs up on the upstream, which cancels the generation."""
     first_at, first_code, _, _ = _deadlines(cfg)
     # The routing deadline bounds a stream until its first chunk only.
     end_at = asyncio.get_running_loop().time() + cfg.total_timeout
@@ -184,13 +182,14 @@ async def post_stream(
     except _WIRE_ERRORS as exc:
         raise _failure(exc, url, cfg) from exc
     try:
-        try:
-            await _raise_for_status(reply, min(end_at, first_at), first_code, decode_error)
-        except _WIRE_ERRORS as exc:
-            raise _failure(exc, url, cfg) from exc
-        yield Body(reply, cfg, url, first_at, first_code, end_at)
-    finally:
+        await _raise_for_status(reply, min(end_at, first_at), first_code, decode_error)
+    except _WIRE_ERRORS as exc:
         reply.close()
+        raise _failure(exc, url, cfg) from exc
+    except BaseException:
+        reply.close()
+        raise
+    return Body(reply, cfg, url, first_at, first_code, end_at)
 
 
 class Body:
@@ -222,6 +221,9 @@ class Body:
 
     def __aiter__(self) -> "Body":
         return self
+
+    async def aclose(self) -> None:
+        self._reply.close()  # a body read to its end already gave its connection back
 
     async def __anext__(self) -> bytes:
         chunk = await self.read()

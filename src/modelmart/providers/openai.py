@@ -15,7 +15,7 @@ from modelmart.dialects import openai_chat as wire
 from modelmart.dialects import openai_embeddings
 
 from .base import Provider
-from .http import auth_headers, post_json, post_stream
+from .http import auth_headers, open_stream, post_json
 from .streaming import sse_batches
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -23,7 +23,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 class OpenAIProvider(Provider):
     kind = "openai"
-    honours_deadline = True  # its calls go through http.post_json / post_stream
+    honours_deadline = True  # its calls go through http.post_json / open_stream
 
     @property
     def url(self) -> str:
@@ -48,13 +48,13 @@ class OpenAIProvider(Provider):
             ) from None
         return wire.decode_response(data)
 
-    async def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
-        body = self.body(request, stream=True)
-        async with post_stream(
-            self.http, self.url, auth_headers(self.config), body, self.config, wire.decode_error
-        ) as chunks:
-            async for batch in sse_batches(chunks, wire.StreamDecoder()):
-                yield batch
+    def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
+        async def opening():
+            return await open_stream(self.http, self.url, auth_headers(self.config),
+                                     self.body(request, stream=True), self.config,
+                                     wire.decode_error)
+
+        return sse_batches(opening, wire.StreamDecoder())
 
     # ---- embeddings -------------------------------------------------------------------
 

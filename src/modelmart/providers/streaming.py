@@ -3,7 +3,7 @@ so the gateway sends them to the client in one write instead of one write per ev
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 from modelmart.core.errors import GatewayError
 from modelmart.core.types import StreamEvent
@@ -22,49 +22,63 @@ async def flatten(batches: AsyncIterator[Batch]) -> AsyncIterator[StreamEvent]:
         await batches.aclose()  # type: ignore[attr-defined]
 
 
+Opener = Callable[[], Awaitable[Any]]  # opens the upstream stream: returns an http.Body
+
+
 async def batches_of(
-    chunks: AsyncIterator[bytes],
+    chunks: AsyncIterator[bytes] | Opener,
     decode_chunk: Callable[[bytes], Iterable[StreamEvent]],
     finish: Callable[[], Iterable[StreamEvent]],
 ) -> AsyncIterator[Batch]:
     """One batch per upstream read (empty reads yield nothing). ``decode_chunk`` and
     ``finish`` may raise a ``GatewayError`` (an error event, a truncated stream): the events
     decoded before it in the same read are yielded first, so they still reach the client
-    and are billed."""
-    read = getattr(chunks, "read", None)  # http.Body: b"" is its end
-    while True:
-        if read is not None:
-            chunk = await read()
-            if not chunk:
-                break
-        else:
+    and are billed.
+
+    ``chunks`` may be a function that opens the stream (``http.open_stream``): it is called
+    at the first iteration, and the body it returns is closed when this generator ends, so
+    a provider needs no generator of its own around this one."""
+    opened = callable(chunks)
+    if opened:
+        chunks = await chunks()
+    try:
+        read = getattr(chunks, "read", None)  # http.Body: b"" is its end
+        while True:
+            if read is not None:
+                chunk = await read()
+                if not chunk:
+                    break
+            else:
+                try:
+                    chunk = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                if not chunk:
+                    continue
+            batch: Batch = []
             try:
-                chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                break
-            if not chunk:
-                continue
-        batch: Batch = []
+                batch.extend(decode_chunk(chunk))
+            except GatewayError:
+                if batch:
+                    yield batch
+                raise
+            if batch:
+                yield batch
+        batch = []
         try:
-            batch.extend(decode_chunk(chunk))
+            batch.extend(finish())
         except GatewayError:
             if batch:
                 yield batch
             raise
         if batch:
             yield batch
-    batch = []
-    try:
-        batch.extend(finish())
-    except GatewayError:
-        if batch:
-            yield batch
-        raise
-    if batch:
-        yield batch
+    finally:
+        if opened:
+            await chunks.aclose()
 
 
-def sse_batches(chunks: AsyncIterator[bytes], decoder) -> AsyncIterator[Batch]:
+def sse_batches(chunks: AsyncIterator[bytes] | Opener, decoder) -> AsyncIterator[Batch]:
     """Batches from an SSE body through a dialect's ``StreamDecoder`` (``batches_of`` itself,
     not a generator around it: a layer less per batch)."""
     parser = SSEParser()
