@@ -47,5 +47,8 @@ def pico_to_usd(pico: int) -> Decimal:
 
 def format_usd(pico: int, places: int = 12) -> str:
     """A plain decimal string, e.g. ``0.000123450000`` (no float rounding on the way)."""
+    if places == 12:  # every digit of a picodollar amount: integer arithmetic is exact
+        whole, frac = divmod(abs(pico), 10**12)
+        return f"{'-' if pico < 0 else ''}{whole}.{frac:012d}"
     q = Decimal(1).scaleb(-places)
     return format(pico_to_usd(pico).quantize(q), "f")
