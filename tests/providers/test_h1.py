@@ -215,3 +215,43 @@ async def test_no_listener_is_a_connection_error_and_connect_timeout_is_its_own(
 def test_header_injection_is_refused():
     with pytest.raises(ValueError, match="line break"):
         Client._head("POST", Client().target("http://h/x"), {"x-a": "1\r\nx-b: 2"}, b"")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (openssl, from the Debian base image)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+async def test_https_with_a_verified_certificate(certificate):
+    import ssl
+
+    cert, key = certificate
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    server = RawServer(ok(b"over tls"), ok(b"again"))
+    server.server = await asyncio.start_server(server._serve, "127.0.0.1", 0, ssl=server_tls)
+    port = server.server.sockets[0].getsockname()[1]
+    try:
+        client = Client(tls=ssl.create_default_context(cafile=str(cert)))
+        url = f"https://127.0.0.1:{port}"
+        assert await (await post(client, url)).read() == b"over tls"
+        assert await (await post(client, url)).read() == b"again"
+        assert server.connections == 1  # kept alive over TLS too
+        await client.close()
+        untrusting = Client()  # the system's trust store does not know this certificate
+        with pytest.raises(ssl.SSLError):
+            await post(untrusting, url)
+        await untrusting.close()
+    finally:
+        server.server.close()

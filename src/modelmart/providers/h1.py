@@ -279,12 +279,12 @@ class Client:
     """Keep-alive connection pools, one per (scheme, host, port). Not thread-safe: one per
     event loop."""
 
-    def __init__(self, max_idle_per_host: int = 512) -> None:
+    def __init__(self, max_idle_per_host: int = 512, tls: ssl.SSLContext | None = None) -> None:
         self.max_idle = max_idle_per_host
         self._idle: dict[tuple, deque[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._targets: dict[str, _Target] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls  # None: the system's trust store, made at the first https call
         self.closed = False
 
     def target(self, url: str) -> _Target:
