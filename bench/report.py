@@ -60,7 +60,7 @@ def collect_meta(command: str, litellm_venv: Path) -> dict:
         "versions": {"modelmart": _pkg("modelmart"), "litellm": litellm_env.version(litellm_venv),
                      "nginx": nginx.split("/")[-1] if "/" in nginx else nginx,
                      "wrk": (re.findall(r"wrk (\S+)", wrk) or [wrk])[0],
-                     "aiohttp": _pkg("aiohttp"), "uvicorn": _pkg("uvicorn"),
+                     "aiohttp": _pkg("aiohttp"), "httptools": _pkg("httptools"),
                      "uvloop": _pkg("uvloop")},
     }
 
@@ -311,7 +311,8 @@ def render(results: dict, image: str | None) -> str:
         f"- date: {meta['date']}; commit {meta.get('commit') or '?'} (plus any uncommitted changes)",
         f"- machine: {meta['cores']} cores, {meta['cpu']}, Linux {meta['kernel']}, Python {meta['python']}",
         f"- versions: modelmart {v['modelmart']}, LiteLLM {v['litellm'] or 'not installed'}, "
-        f"nginx {v['nginx']}, wrk {v['wrk']}, aiohttp {v['aiohttp']}, uvicorn {v['uvicorn']}, "
+        f"nginx {v['nginx']}, wrk {v['wrk']}, aiohttp {v['aiohttp']} (the pass-through), "
+        f"httptools {v.get('httptools')}, "
         f"uvloop {v['uvloop']}",
         f"- command: `{meta['command']}`",
         f"- load: wrk, {results['threads']} thread(s), connections = concurrency, "

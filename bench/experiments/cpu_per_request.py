@@ -1,0 +1,63 @@
+"""CPU per request of one modelmart worker, by thread, under wrk at one concurrency (the
+bench's nginx upstream; auth, limits and metering on). Quicker than ``bench/run.py`` when
+comparing one change; pair runs with ``ab.sh``, since the machine's noise is ±10 %.
+
+    python bench/experiments/cpu_per_request.py json 16 [ENV=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psutil  # noqa: E402
+import wrk  # noqa: E402
+from procs import Processes  # noqa: E402
+from targets import Context, smoke_check, start_modelmart  # noqa: E402
+from upstream import start_upstream  # noqa: E402
+
+
+def main() -> None:
+    mode, concurrency = sys.argv[1], int(sys.argv[2])
+    for pair in sys.argv[3:]:
+        name, _, value = pair.partition("=")
+        os.environ[name] = value
+    procs, workdir = Processes(), Path(tempfile.mkdtemp())
+    try:
+        port, proc = start_upstream(procs, workdir)
+        ctx = Context(procs, workdir, port, proc, None, Path("/nonexistent"))
+        run = start_modelmart(1)(ctx)
+        smoke_check(run)
+        path, model = run.routes[mode]
+        script = wrk.write_script(workdir / "load.lua", path,
+                                  wrk.chat_body(model, mode == "stream"), run.headers)
+        url = run.base_url + path
+        wrk.run(url, script, concurrency, 2, 1)  # warm-up
+        worker = psutil.Process(run.proc.pid)
+
+        def cpu() -> dict[int, float]:
+            return {t.id: t.user_time + t.system_time for t in worker.threads()}
+
+        before = cpu()
+        result = wrk.run(url, script, concurrency, 6, 1)
+        after = cpu()
+        n = result.rps * 6
+        total = sum(after.values()) - sum(before.values())
+        print(f"{mode} c={concurrency} {result.rps:.0f} req/s p50 {result.p50_ms:.2f}ms "
+              f"total {total:.2f}s = {total / n * 1e6:.0f} us/req")
+        for tid in sorted(after, key=lambda t: before.get(t, 0) - after[t]):
+            used = after[tid] - before.get(tid, 0)
+            if used > 0.01:
+                print(f"   thread {tid}: {used / n * 1e6:.0f} us/req")
+    finally:
+        procs.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

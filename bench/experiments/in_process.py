@@ -1,0 +1,98 @@
+"""The gateway's own work per request, in process and without a network: the app driven
+over ASGI, its provider answering at once (JSON: a canned response; stream: the bench's
+12-event SSE body through the real decoder). Deterministic, so good for ranking functions:
+
+    python bench/experiments/in_process.py json|stream [--profile]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO), str(REPO / "bench")]
+
+import orjson  # noqa: E402
+
+from modelmart.api.app import create_app  # noqa: E402
+from modelmart.api.settings import Settings  # noqa: E402
+from modelmart.catalog.loader import parse_catalog  # noqa: E402
+from modelmart.core.types import Response, TextBlock, Usage  # noqa: E402
+from modelmart.dialects import openai_chat  # noqa: E402
+from modelmart.providers.streaming import sse_batches  # noqa: E402
+from targets import PRICE  # noqa: E402
+from tests.harness import provision_key  # noqa: E402
+from upstream import sse_body  # noqa: E402
+
+
+class _Body:
+    def __init__(self) -> None:
+        self.parts = [sse_body().encode()]
+
+    async def read(self) -> bytes:
+        return self.parts.pop() if self.parts else b""
+
+
+async def main(mode: str, profile: bool, n: int = 20_000) -> None:
+    folder = tempfile.mkdtemp()
+    db = f"sqlite:///{folder}/mm.db"
+    key = provision_key(db, "bench", rpm=1_000_000)
+    catalog = parse_catalog({"bundled_model": False, "models": {"gpt-4o-mini": {
+        "provider": "openai-compatible", "base_url": "http://127.0.0.1:9/v1",
+        "model": "gpt-4o-mini", "api_key": "sk", "price": PRICE, "cost": PRICE}}})
+    app = create_app(Settings(catalog=catalog, database_url=db, journal_dir=f"{folder}/j"))
+    await app.startup()
+    provider = next(iter(app.providers.values()))
+
+    async def complete(req):
+        return Response(id="chatcmpl-x", model="gpt-4o-mini", stop_reason="end_turn",
+                        content=[TextBlock("Hello! How can I help you today?")],
+                        usage=Usage(input_tokens=19, output_tokens=9))
+
+    provider.complete = complete
+    provider.stream_batches = lambda req: sse_batches(_Body(), openai_chat.StreamDecoder())
+    body = orjson.dumps({"model": "gpt-4o-mini", "max_tokens": 16, "stream": mode == "stream",
+                         "messages": [{"role": "user", "content": "Say hello"}]})
+    headers = [(b"host", b"x"), (b"authorization", b"Bearer " + key.encode()),
+               (b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    message = {"type": "http.request", "body": body, "more_body": False}
+    sent: list[dict] = []
+
+    async def receive():
+        return message
+
+    async def send(m):
+        sent.append(m)
+
+    async def one():
+        scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+                 "raw_path": b"/v1/chat/completions", "query_string": b"", "headers": headers,
+                 "extensions": {"modelmart.disconnect": {"watch": lambda cb: (lambda: None)}}}
+        await app(scope, receive, send)
+        sent.clear()
+
+    for _ in range(2000):
+        await one()
+    profiler = cProfile.Profile() if profile else None
+    if profiler:
+        profiler.enable()
+    started = time.perf_counter()
+    for _ in range(n):
+        await one()
+    took = time.perf_counter() - started
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    print(f"{mode}: {took / n * 1e6:.1f} µs per request in process")
+    await app.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "json", "--profile" in sys.argv))
