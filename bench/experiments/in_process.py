@@ -31,18 +31,19 @@ from tests.harness import provision_key  # noqa: E402
 from upstream import sse_body  # noqa: E402
 
 
+SSE = sse_body().encode()
+
+
 class _Body:
     def __init__(self) -> None:
-        self.parts = [sse_body().encode()]
+        self.parts = [SSE]
 
     async def read(self) -> bytes:
         return self.parts.pop() if self.parts else b""
 
 
-async def main(mode: str, profile: bool, n: int = 20_000) -> None:
-    folder = tempfile.mkdtemp()
-    db = f"sqlite:///{folder}/mm.db"
-    key = provision_key(db, "bench", rpm=1_000_000)
+async def main(mode: str, profile: bool, folder: str, db: str, key: str,
+               n: int = 20_000) -> None:
     catalog = parse_catalog({"bundled_model": False, "models": {"gpt-4o-mini": {
         "provider": "openai-compatible", "base_url": "http://127.0.0.1:9/v1",
         "model": "gpt-4o-mini", "api_key": "sk", "price": PRICE, "cost": PRICE}}})
@@ -95,4 +96,8 @@ async def main(mode: str, profile: bool, n: int = 20_000) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "json", "--profile" in sys.argv))
+    folder = tempfile.mkdtemp()
+    db = f"sqlite:///{folder}/mm.db"
+    key = provision_key(db, "bench", rpm=1_000_000)  # runs its own event loop: before ours
+    asyncio.run(main(sys.argv[1] if len(sys.argv) > 1 else "json", "--profile" in sys.argv,
+                     folder, db, key))

@@ -138,6 +138,11 @@ class StreamDecoder:
         chunk = json_chunk(data)
         if chunk.get("error"):
             raise stream_error(chunk["error"])
+        choices = chunk.get("choices")
+        if self._started and "usage" not in chunk:  # most chunks: one choice's delta
+            if type(choices) is list and choices and type(choices[0]) is dict:
+                return self._choice(choices[0])
+            return []
         out: list[StreamEvent] = []
         if not self._started:
             self._started = True
@@ -146,7 +151,6 @@ class StreamDecoder:
                                     created=created if isinstance(created, int) else 0))
         if isinstance(chunk.get("usage"), dict):
             self._usage = decode_usage(chunk["usage"])
-        choices = chunk.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             out.extend(self._choice(choices[0]))
         return out
