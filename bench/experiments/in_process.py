@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import os
 import pstats
 import sys
 import tempfile
@@ -90,7 +91,7 @@ async def main(mode: str, profile: bool, folder: str, db: str, key: str,
     took = time.perf_counter() - started
     if profiler:
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "tottime")).print_stats(30)
     print(f"{mode}: {took / n * 1e6:.1f} µs per request in process")
     await app.shutdown()
 

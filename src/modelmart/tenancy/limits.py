@@ -112,8 +112,14 @@ class RateLimiter:
         ticket.request_counters = []
 
     async def _try_all(self, limits: list[_Limit], window: int, elapsed: float) -> list[_Outcome]:
-        previous = await self._previous_counts([l.counter(window - 1) for l in limits], window,
-                                               elapsed)
+        if window != self._previous_window:
+            self._previous.clear()
+            self._previous_window = window
+        names = [l.counter(window - 1) for l in limits]
+        try:
+            previous = [self._previous[c] for c in names]  # closed minutes, once settled
+        except KeyError:
+            previous = await self._previous_counts(names, elapsed)
         weight = 1.0 - elapsed / WINDOW
         shares = [math.ceil(p * weight) for p in previous]
         current = [l.counter(window) for l in limits]
@@ -123,15 +129,13 @@ class RateLimiter:
         return [_Outcome(l, p, s, admitted, v, c)
                 for l, p, s, v, c in zip(limits, previous, shares, values, current)]
 
-    async def _previous_counts(self, counters: list[str], window: int,
-                               elapsed: float) -> list[int]:
-        if window != self._previous_window:
-            self._previous.clear()
-            self._previous_window = window
+    async def _previous_counts(self, counters: list[str], elapsed: float) -> list[int]:
         missing = [c for c in counters if c not in self._previous]
-        if not missing:
-            return [self._previous[c] for c in counters]
-        fresh = dict(zip(missing, await asyncio.gather(*(self._counters.get(c) for c in missing))))
+        if len(missing) == 1:  # no tasks for one read
+            values = [await self._counters.get(missing[0])]
+        else:
+            values = await asyncio.gather(*(self._counters.get(c) for c in missing))
+        fresh = dict(zip(missing, values))
         if elapsed >= SETTLE_DELAY:
             self._previous.update(fresh)
         return [fresh[c] if c in fresh else self._previous[c] for c in counters]
@@ -185,7 +189,17 @@ def format_duration(seconds: float) -> str:
     return f"{int(minutes)}m{rest_text}" if minutes else rest_text
 
 
+_HEADER_NAMES = {unit: (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}",
+                        f"x-ratelimit-reset-{unit}") for unit in ("requests", "tokens")}
+
+
 def _headers(outcomes: list[_Outcome], elapsed: float) -> dict[str, str]:
+    if len(outcomes) == 1:  # one limit: it is the tightest
+        o = outcomes[0]
+        limit_name, remaining_name, reset_name = _HEADER_NAMES[o.limit.unit]
+        return {limit_name: str(o.limit.limit),
+                remaining_name: str(max(0, o.limit.limit - o.share - o.value)),
+                reset_name: format_duration(_reset_seconds(o, elapsed))}
     headers: dict[str, str] = {}
     for unit in ("requests", "tokens"):
         mine = [o for o in outcomes if o.limit.unit == unit]

@@ -61,7 +61,8 @@ def decode_request(data: Any) -> Request:
         user=_opt(data, "user", want_str),
     )
     _check_n(data.get("n"))
-    _check_passthrough(data)
+    if not _PASSED_THROUGH_CHECKED.isdisjoint(data):
+        _check_passthrough(data)
     req.extra = {k: v for k, v in data.items() if k not in _KNOWN}
     if _include_usage(data, req.stream):
         req.extra[INCLUDE_USAGE] = True
@@ -93,6 +94,10 @@ def _stop(raw: Any) -> list[str]:
 def _check_n(raw: Any) -> None:
     if raw is not None and want_int(raw, "n") != 1:
         raise value_error("n", f"only n=1 is supported, got {raw}.")
+
+
+_PASSED_THROUGH_CHECKED = frozenset(
+    ("frequency_penalty", "presence_penalty", "logprobs", "top_logprobs", "logit_bias"))
 
 
 def _check_passthrough(data: dict) -> None:
