@@ -201,8 +201,9 @@ class _Cycle:
 
 class _Connection(asyncio.Protocol):
     __slots__ = ("server", "loop", "transport", "parser", "url", "headers", "head_bytes",
-                 "cycle", "current", "pipeline", "task", "buffered", "write_paused", "drain_waiter", "read_paused",
-                 "idle_since", "client", "local", "expect_continue")
+                 "cycle", "current", "pipeline", "task", "idle_waiter", "buffered",
+                 "write_paused", "drain_waiter", "read_paused", "idle_since", "client", "local",
+                 "expect_continue")
 
     def __init__(self, server: "Server") -> None:
         self.server = server
@@ -217,6 +218,7 @@ class _Connection(asyncio.Protocol):
         self.buffered = 0                      # request body bytes not yet received by the app
         self.pipeline: deque[_Cycle] = deque()  # parsed, waiting for the app
         self.task: asyncio.Task | None = None   # the app, running one cycle after another
+        self.idle_waiter: asyncio.Future | None = None  # the task, idle, waits on it
         self.write_paused = False
         self.drain_waiter: asyncio.Future | None = None
         self.read_paused = False
@@ -252,6 +254,8 @@ class _Connection(asyncio.Protocol):
         for cycle in (self.current, self.cycle, *self.pipeline):
             if cycle is not None:
                 cycle.gone()
+        if self.idle_waiter is not None and not self.idle_waiter.done():
+            self.idle_waiter.cancel()
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
 
@@ -304,7 +308,9 @@ class _Connection(asyncio.Protocol):
         self.cycle = cycle
         if self.expect_continue and self.transport is not None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if self.task is None:
+        if self.idle_waiter is not None and not self.idle_waiter.done():
+            self.idle_waiter.set_result(cycle)  # the connection's task waits for it
+        elif self.task is None:
             self.task = self.loop.create_task(self._run(cycle))
         else:
             self.pipeline.append(cycle)
@@ -349,12 +355,28 @@ class _Connection(asyncio.Protocol):
             if self.transport is None or not cycle.keep_alive or not cycle.finished:
                 self._close()
                 break
-            cycle = self.pipeline.popleft() if self.pipeline else None
-            if cycle is None:
-                self.idle_since = time.monotonic()
             self._resume_reading()
+            if self.pipeline:
+                cycle = self.pipeline.popleft()
+                continue
+            # Keep-alive: this task waits for the connection's next request rather than
+            # ending and a new one starting for it (a task costs more than a future).
+            self.current = None
+            self.idle_since = time.monotonic()
+            self.idle_waiter = self.loop.create_future()
+            try:
+                cycle = await self.idle_waiter
+            except asyncio.CancelledError:
+                break  # the connection closed while idle, or the server is stopping
+            finally:
+                self.idle_waiter = None
         self.current = None
         self.task = None
+
+    def idle(self) -> bool:
+        """No request being answered or handed over to the connection's task."""
+        waiter = self.idle_waiter
+        return self.current is None and not self.pipeline and (waiter is None or not waiter.done())
 
     def _app_failed(self, cycle: _Cycle, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError) and (cycle.disconnected or self.server.stopping):
@@ -491,15 +513,15 @@ class Server:
         self._last_sweep = now
         cutoff = now - self.keepalive
         for conn in list(self.connections):
-            if conn.task is None and conn.idle_since < cutoff:
+            if conn.idle() and conn.idle_since < cutoff:
                 conn._close()
 
     async def _drain_requests(self) -> None:
         for conn in list(self.connections):
-            if conn.task is None:
+            if conn.idle():
                 conn._close()
         deadline = self.loop.time() + self.grace
-        while any(c.task is not None for c in self.connections) and self.loop.time() < deadline:
+        while not all(c.idle() for c in self.connections) and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
         for conn in list(self.connections):
             if conn.task is not None:
