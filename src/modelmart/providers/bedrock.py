@@ -110,13 +110,13 @@ class BedrockProvider(Provider):
 
         frames, decoder = EventStreamDecoder(), wire.StreamDecoder(self.config.model)
 
-        def decode_chunk(chunk: bytes):
+        def decode_chunk(chunk: bytes, batch: list[StreamEvent]) -> None:
             for message in frames.feed(chunk):
-                yield from decoder.feed_message(message)
+                batch += decoder.feed_message(message)
 
-        def finish():
+        def finish(batch: list[StreamEvent]) -> None:
             frames.close()
-            yield from decoder.close()
+            batch += decoder.close()
 
         return batches_of(opening, decode_chunk, finish)
 

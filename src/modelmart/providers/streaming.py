@@ -3,7 +3,7 @@ so the gateway sends them to the client in one write instead of one write per ev
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from modelmart.core.errors import GatewayError
 from modelmart.core.types import StreamEvent
@@ -27,13 +27,13 @@ Opener = Callable[[], Awaitable[Any]]  # opens the upstream stream: returns an h
 
 async def batches_of(
     chunks: AsyncIterator[bytes] | Opener,
-    decode_chunk: Callable[[bytes], Iterable[StreamEvent]],
-    finish: Callable[[], Iterable[StreamEvent]],
+    decode_chunk: Callable[[bytes, Batch], None],
+    finish: Callable[[Batch], None],
 ) -> AsyncIterator[Batch]:
-    """One batch per upstream read (empty reads yield nothing). ``decode_chunk`` and
-    ``finish`` may raise a ``GatewayError`` (an error event, a truncated stream): the events
-    decoded before it in the same read are yielded first, so they still reach the client
-    and are billed.
+    """One batch per upstream read (empty reads yield nothing). ``decode_chunk(chunk, batch)``
+    and ``finish(batch)`` append the events they decode to ``batch``, and may raise a
+    ``GatewayError`` (an error event, a truncated stream): the events appended before it are
+    yielded first, so they still reach the client and are billed.
 
     ``chunks`` may be a function that opens the stream (``http.open_stream``): it is called
     at the first iteration, and the body it returns is closed when this generator ends, so
@@ -57,7 +57,7 @@ async def batches_of(
                     continue
             batch: Batch = []
             try:
-                batch.extend(decode_chunk(chunk))
+                decode_chunk(chunk, batch)
             except GatewayError:
                 if batch:
                     yield batch
@@ -66,7 +66,7 @@ async def batches_of(
                 yield batch
         batch = []
         try:
-            batch.extend(finish())
+            finish(batch)
         except GatewayError:
             if batch:
                 yield batch
@@ -82,14 +82,15 @@ def sse_batches(chunks: AsyncIterator[bytes] | Opener, decoder) -> AsyncIterator
     """Batches from an SSE body through a dialect's ``StreamDecoder`` (``batches_of`` itself,
     not a generator around it: a layer less per batch)."""
     parser = SSEParser()
+    feed = decoder.feed
 
-    def decode_chunk(chunk: bytes):
+    def decode_chunk(chunk: bytes, batch: Batch) -> None:
         for name, data in parser.feed(chunk):
-            yield from decoder.feed(name, data)
+            batch += feed(name, data)
 
-    def finish():
+    def finish(batch: Batch) -> None:
         for name, data in parser.close():
-            yield from decoder.feed(name, data)
-        yield from decoder.close()
+            batch += feed(name, data)
+        batch += decoder.close()
 
     return batches_of(chunks, decode_chunk, finish)

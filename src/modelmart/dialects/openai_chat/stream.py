@@ -133,9 +133,14 @@ class StreamDecoder:
     def feed(self, event_name: str | None, data: bytes) -> list[StreamEvent]:
         if self._ended:
             return []
-        if not data.startswith(b"{") and data.strip() == b"[DONE]":
-            return self._finish_events(done=True)
-        chunk = json_chunk(data)
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            if data.strip() == b"[DONE]":
+                return self._finish_events(done=True)
+            chunk = json_chunk(data)  # raises the error that says what is wrong
+        if type(chunk) is not dict:
+            chunk = json_chunk(data)
         if chunk.get("error"):
             raise stream_error(chunk["error"])
         choices = chunk.get("choices")
