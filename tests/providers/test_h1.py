@@ -119,6 +119,17 @@ async def test_headers_and_error_statuses():
         await client.close()
 
 
+async def test_interim_replies_are_skipped():
+    early = b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n" + ok(b"the answer")
+    async with RawServer(early, ok(b"next")) as server:
+        client = Client()
+        reply = await post(client, server.url)
+        assert reply.status == 200 and "link" not in reply.headers
+        assert await reply.read() == b"the answer"
+        assert await (await post(client, server.url)).read() == b"next"
+        await client.close()
+
+
 async def test_a_pooled_connection_the_server_closed_is_not_reused():
     async def answer_then_close(writer):
         writer.write(ok(b"first"))

@@ -195,7 +195,7 @@ class _Cycle:
         if self.unsent:
             data = b"".join(self.unsent)
             self.unsent.clear()
-            if self.conn.transport is not None:
+            if self.conn._writable():
                 self.conn.transport.write(data)
 
 
@@ -424,13 +424,16 @@ class _Connection(asyncio.Protocol):
             self.read_paused = False
             self.transport.resume_reading()
 
+    def _writable(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
     def _write_500(self) -> None:
-        if self.transport is not None:
+        if self._writable():
             self.transport.write(_PLAIN_500)
         self._close()
 
     def _reject(self, status: int, message: bytes) -> None:
-        if self.transport is not None:
+        if self._writable():
             self.transport.write(_STATUS_LINES.get(status, _status_line(status))
                                  + b"content-type: text/plain; charset=utf-8\r\n"
                                  + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(message)
@@ -438,7 +441,9 @@ class _Connection(asyncio.Protocol):
         self._close()
 
     def _close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if self._writable():
+            if self.current is not None:
+                self.current.flush()  # a stream's last events, before an error ended it
             self.transport.close()
 
 

@@ -126,6 +126,7 @@ class _Connection(asyncio.Protocol):
         self.inflate = None
         self.paused = False
         self.streaming = False  # read chunk by chunk: bound what waits unread
+        self.interim = False  # parsing a 1xx reply
 
     # ---- protocol callbacks -------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -168,6 +169,11 @@ class _Connection(asyncio.Protocol):
         self.headers[key] = text if old is None else f"{old}, {text}"
 
     def on_headers_complete(self) -> None:
+        if 100 <= self.parser.get_status_code() < 200:
+            # An interim reply (100 Continue, 103 Early Hints): the real one follows.
+            self.interim = True
+            self.headers = {}
+            return
         self.head_done = True
         encoding = self.headers.get("content-encoding", "").lower()
         if encoding in ("gzip", "x-gzip"):
@@ -190,6 +196,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
         if self.inflate is not None:
             rest = self.inflate.flush()
             if rest:
