@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from typing import AsyncIterator
 
 import orjson
@@ -11,6 +13,7 @@ from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.dialects import anthropic_messages as wire
 
 from .base import Provider
+from .h1 import HeaderBlock
 from .http import open_stream, post_json
 from .streaming import sse_batches
 
@@ -25,6 +28,10 @@ class AnthropicProvider(Provider):
     @property
     def url(self) -> str:
         return (self.config.base_url or DEFAULT_BASE_URL).rstrip("/") + "/v1/messages"
+
+    @cached_property
+    def wire_headers(self) -> HeaderBlock:
+        return HeaderBlock(self.headers())
 
     def headers(self) -> dict[str, str]:
         # Anthropic authenticates with x-api-key whatever auth_header says (its default,
@@ -44,7 +51,7 @@ class AnthropicProvider(Provider):
             wire.encode_request(request, self.config.model, stream=stream, drop=drop))
 
     async def complete(self, request: Request) -> Response:
-        raw = await post_json(self.http, self.url, self.headers(),
+        raw = await post_json(self.http, self.url, self.wire_headers,
                               self.body(request, stream=False), self.config, wire.decode_error)
         try:
             data = orjson.loads(raw)
@@ -55,7 +62,7 @@ class AnthropicProvider(Provider):
 
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         async def opening():
-            return await open_stream(self.http, self.url, self.headers(),
+            return await open_stream(self.http, self.url, self.wire_headers,
                                      self.body(request, stream=True), self.config,
                                      wire.decode_error)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from typing import Any, AsyncIterator
 from urllib.parse import quote
 
@@ -13,6 +15,7 @@ from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.dialects import gemini as wire
 
 from .base import Provider
+from .h1 import HeaderBlock
 from .http import open_stream, post_json
 from .streaming import sse_batches
 
@@ -32,6 +35,10 @@ class GeminiProvider(Provider):
         method = "streamGenerateContent?alt=sse" if stream else "generateContent"
         return f"{base}/{API_VERSION}/models/{model}:{method}"
 
+    @cached_property
+    def wire_headers(self) -> HeaderBlock:
+        return HeaderBlock(self.headers())
+
     def headers(self) -> dict[str, str]:
         # Google takes the key in x-goog-api-key whatever auth_header says (its default,
         # bearer, would be an OAuth token); a proxy that wants more sets config.headers.
@@ -49,7 +56,7 @@ class GeminiProvider(Provider):
 
     async def complete(self, request: Request) -> Response:
         url = self.url(stream=False)
-        raw = await post_json(self.http, url, self.headers(), self.body(request, stream=False),
+        raw = await post_json(self.http, url, self.wire_headers, self.body(request, stream=False),
                               self.config, wire.decode_error)
         try:
             data = orjson.loads(raw)
@@ -60,7 +67,7 @@ class GeminiProvider(Provider):
 
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         async def opening():
-            return await open_stream(self.http, self.url(stream=True), self.headers(),
+            return await open_stream(self.http, self.url(stream=True), self.wire_headers,
                                      self.body(request, stream=True), self.config,
                                      wire.decode_error)
 
@@ -82,7 +89,7 @@ class GeminiProvider(Provider):
         for start in range(0, len(request.inputs), EMBED_BATCH):
             texts = request.inputs[start:start + EMBED_BATCH]
             body = orjson.dumps(_embed_body(self.config.model, texts, request.dimensions))
-            raw = await post_json(self.http, url, self.headers(), body, self.config,
+            raw = await post_json(self.http, url, self.wire_headers, body, self.config,
                                   wire.decode_error)
             vectors.extend(_embed_vectors(raw, len(texts), url))
         return EmbeddingResponse(model=self.config.model, vectors=vectors,

@@ -4,6 +4,7 @@ Mistral, Azure-style proxies) as an upstream."""
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import cached_property
 from typing import AsyncIterator
 
 import orjson
@@ -15,6 +16,7 @@ from modelmart.dialects import openai_chat as wire
 from modelmart.dialects import openai_embeddings
 
 from .base import Provider
+from .h1 import HeaderBlock
 from .http import auth_headers, open_stream, post_json
 from .streaming import sse_batches
 
@@ -24,6 +26,10 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 class OpenAIProvider(Provider):
     kind = "openai"
     honours_deadline = True  # its calls go through http.post_json / open_stream
+
+    @cached_property
+    def wire_headers(self) -> HeaderBlock:
+        return HeaderBlock(auth_headers(self.config))
 
     @property
     def url(self) -> str:
@@ -37,7 +43,7 @@ class OpenAIProvider(Provider):
 
     async def complete(self, request: Request) -> Response:
         raw = await post_json(
-            self.http, self.url, auth_headers(self.config),
+            self.http, self.url, self.wire_headers,
             self.body(request, stream=False), self.config, wire.decode_error,
         )
         try:
@@ -50,7 +56,7 @@ class OpenAIProvider(Provider):
 
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         async def opening():
-            return await open_stream(self.http, self.url, auth_headers(self.config),
+            return await open_stream(self.http, self.url, self.wire_headers,
                                      self.body(request, stream=True), self.config,
                                      wire.decode_error)
 
@@ -69,7 +75,7 @@ class OpenAIProvider(Provider):
         payload = openai_embeddings.encode_request(
             replace(request, encoding_format="base64"), self.config.model,
             drop=self.config.unsupported_params)
-        raw = await post_json(self.http, self.embeddings_url, auth_headers(self.config),
+        raw = await post_json(self.http, self.embeddings_url, self.wire_headers,
                               orjson.dumps(payload), self.config, openai_embeddings.decode_error)
         try:
             data = orjson.loads(raw)
