@@ -42,6 +42,13 @@ class _Body:
     async def read(self) -> bytes:
         return self.parts.pop() if self.parts else b""
 
+    async def aclose(self) -> None:
+        pass
+
+
+async def _open_body() -> _Body:
+    return _Body()
+
 
 async def main(mode: str, profile: bool, folder: str, db: str, key: str,
                n: int = 20_000) -> None:
@@ -58,7 +65,7 @@ async def main(mode: str, profile: bool, folder: str, db: str, key: str,
                         usage=Usage(input_tokens=19, output_tokens=9))
 
     provider.complete = complete
-    provider.stream_batches = lambda req: sse_batches(_Body(), openai_chat.StreamDecoder())
+    provider.stream_batches = lambda req: sse_batches(_open_body, openai_chat.StreamDecoder())
     body = orjson.dumps({"model": "gpt-4o-mini", "max_tokens": 16, "stream": mode == "stream",
                          "messages": [{"role": "user", "content": "Say hello"}]})
     headers = [(b"host", b"x"), (b"authorization", b"Bearer " + key.encode()),

@@ -103,10 +103,10 @@ def _failure(exc: BaseException, url: str, cfg: ProviderConfig) -> GatewayError:
 _WIRE_ERRORS = (OSError, TimeoutError, ValueError)
 
 
-def _deadlines(cfg: ProviderConfig) -> tuple[float, str, float, str]:
+def _deadlines(cfg: ProviderConfig, *, stream: bool = False) -> tuple[float, str, float, str]:
     """On the loop's clock, from now: the first byte's deadline and its code, then the whole
-    call's and its code. The attempt's routing deadline, if sooner, bounds both (for a
-    stream, the whole call is its first chunk as far as routing goes: see open_stream)."""
+    call's and its code. The attempt's routing deadline, if sooner, bounds both; for a
+    stream it bounds only the first byte (routing is over once a stream has started)."""
     now = asyncio.get_running_loop().time()
     end_at, end_code = now + cfg.total_timeout, _TOTAL
     first_at, first_code = now + cfg.first_token_timeout, _FIRST
@@ -116,7 +116,7 @@ def _deadlines(cfg: ProviderConfig) -> tuple[float, str, float, str]:
     if route is not None:
         if route < first_at:
             first_at, first_code = route, _ROUTE
-        if route < end_at:
+        if route < end_at and not stream:
             end_at, end_code = route, _ROUTE
     return first_at, first_code, end_at, end_code
 
@@ -172,9 +172,7 @@ async def open_stream(
     """POST and return the reply's raw body as it arrives (a 2xx reply only; anything else
     raises a ``GatewayError``). The caller closes it (``aclose``): before its end, that
     hangs up on the upstream, which cancels the generation."""
-    first_at, first_code, _, _ = _deadlines(cfg)
-    # The routing deadline bounds a stream until its first chunk only.
-    end_at = asyncio.get_running_loop().time() + cfg.total_timeout
+    first_at, first_code, end_at, _ = _deadlines(cfg, stream=True)
     try:
         reply = await http.request("POST", url, headers, body,
                                    connect_timeout=_connect_timeout(cfg, first_at),
@@ -194,10 +192,10 @@ async def open_stream(
 
 class Body:
     """A streamed reply's body as it arrives: ``await read()`` returns what came since the last
-    call (b"" at the end); also an async iterator of the same chunks. The first chunk is due
-    by the first-byte deadline; each later one within ``first_token`` of the one before (a
-    silent stream is as stalled as a silent start), and all of them by the total deadline.
-    A class rather than an async generator: one layer less on every chunk's way."""
+    call (b"" at the end). The first chunk is due by the first-byte deadline; each later one
+    within ``first_token`` of the one before (a silent stream is as stalled as a silent
+    start), and all of them by the total deadline. A class rather than an async generator:
+    one layer less on every chunk's way."""
 
     __slots__ = ("_reply", "_cfg", "_url", "_deadline", "_code", "_end_at", "_loop")
 
@@ -219,14 +217,5 @@ class Body:
                 self._deadline, self._code = self._end_at, _TOTAL
         return chunk
 
-    def __aiter__(self) -> "Body":
-        return self
-
     async def aclose(self) -> None:
         self._reply.close()  # a body read to its end already gave its connection back
-
-    async def __anext__(self) -> bytes:
-        chunk = await self.read()
-        if not chunk:
-            raise StopAsyncIteration
-        return chunk

@@ -26,7 +26,7 @@ Opener = Callable[[], Awaitable[Any]]  # opens the upstream stream: returns an h
 
 
 async def batches_of(
-    chunks: AsyncIterator[bytes] | Opener,
+    open_body: Opener,
     decode_chunk: Callable[[bytes, Batch], None],
     finish: Callable[[Batch], None],
 ) -> AsyncIterator[Batch]:
@@ -35,26 +35,12 @@ async def batches_of(
     ``GatewayError`` (an error event, a truncated stream): the events appended before it are
     yielded first, so they still reach the client and are billed.
 
-    ``chunks`` may be a function that opens the stream (``http.open_stream``): it is called
-    at the first iteration, and the body it returns is closed when this generator ends, so
-    a provider needs no generator of its own around this one."""
-    opened = callable(chunks)
-    if opened:
-        chunks = await chunks()
+    ``open_body`` (``http.open_stream`` with its arguments bound) is called at the first
+    iteration; the body it returns (``read()`` gives b"" at its end) is closed when this
+    generator ends, so a provider needs no generator of its own around this one."""
+    body = await open_body()
     try:
-        read = getattr(chunks, "read", None)  # http.Body: b"" is its end
-        while True:
-            if read is not None:
-                chunk = await read()
-                if not chunk:
-                    break
-            else:
-                try:
-                    chunk = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-                if not chunk:
-                    continue
+        while chunk := await body.read():
             batch: Batch = []
             try:
                 decode_chunk(chunk, batch)
@@ -74,11 +60,10 @@ async def batches_of(
         if batch:
             yield batch
     finally:
-        if opened:
-            await chunks.aclose()
+        await body.aclose()
 
 
-def sse_batches(chunks: AsyncIterator[bytes] | Opener, decoder) -> AsyncIterator[Batch]:
+def sse_batches(open_body: Opener, decoder) -> AsyncIterator[Batch]:
     """Batches from an SSE body through a dialect's ``StreamDecoder`` (``batches_of`` itself,
     not a generator around it: a layer less per batch)."""
     parser = SSEParser()
@@ -93,4 +78,4 @@ def sse_batches(chunks: AsyncIterator[bytes] | Opener, decoder) -> AsyncIterator
             batch += feed(name, data)
         batch += decoder.close()
 
-    return batches_of(chunks, decode_chunk, finish)
+    return batches_of(open_body, decode_chunk, finish)
