@@ -7,7 +7,6 @@ import logging
 import re
 import time
 from urllib.parse import unquote
-from typing import Any
 
 from modelmart.core.errors import GatewayError, NotFound
 from modelmart.core.types import Usage

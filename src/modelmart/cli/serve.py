@@ -60,7 +60,8 @@ def serve(args) -> int:
     print(f"modelmart serving on http://{args.host}:{args.port} "
           f"(OpenAI: /v1/chat/completions, Anthropic: /v1/messages, admin: /admin/v1)",
           file=sys.stderr)
-    from modelmart.api.server import Server, serve_workers
+    from modelmart.api.server import Server
+    from modelmart.api.workers import serve_workers
 
     try:
         if args.workers > 1:
