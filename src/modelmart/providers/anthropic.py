@@ -14,8 +14,8 @@ from modelmart.dialects import anthropic_messages as wire
 
 from .base import Provider
 from .h1 import HeaderBlock
-from .http import open_stream, post_json
-from .streaming import sse_batches
+from .http import post_json
+from .streaming import sse_upstream
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
@@ -61,9 +61,6 @@ class AnthropicProvider(Provider):
         return wire.decode_response(data)
 
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
-        async def opening():
-            return await open_stream(self.http, self.url, self.wire_headers,
-                                     self.body(request, stream=True), self.config,
-                                     wire.decode_error)
-
-        return sse_batches(opening, wire.StreamDecoder())
+        return sse_upstream(self.http, self.url, self.wire_headers,
+                            lambda: self.body(request, stream=True), self.config,
+                            wire.decode_error, wire.StreamDecoder())

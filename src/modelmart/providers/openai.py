@@ -17,8 +17,8 @@ from modelmart.dialects import openai_embeddings
 
 from .base import Provider
 from .h1 import HeaderBlock
-from .http import auth_headers, open_stream, post_json
-from .streaming import sse_batches
+from .http import auth_headers, post_json
+from .streaming import sse_upstream
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -55,12 +55,9 @@ class OpenAIProvider(Provider):
         return wire.decode_response(data)
 
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
-        async def opening():
-            return await open_stream(self.http, self.url, self.wire_headers,
-                                     self.body(request, stream=True), self.config,
-                                     wire.decode_error)
-
-        return sse_batches(opening, wire.StreamDecoder())
+        return sse_upstream(self.http, self.url, self.wire_headers,
+                            lambda: self.body(request, stream=True), self.config,
+                            wire.decode_error, wire.StreamDecoder())
 
     # ---- embeddings -------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from modelmart.core.errors import GatewayError
 from modelmart.core.types import StreamEvent
 from modelmart.dialects.sse import SSEParser
 
+from .http import ErrorDecoder, open_stream
+
 Batch = list[StreamEvent]
 
 
@@ -79,3 +81,13 @@ def sse_batches(open_body: Opener, decoder) -> AsyncIterator[Batch]:
         batch += decoder.close()
 
     return batches_of(open_body, decode_chunk, finish)
+
+
+def sse_upstream(http, url: str, headers, make_body: Callable[[], bytes], cfg,
+                 decode_error: ErrorDecoder, decoder) -> AsyncIterator[Batch]:
+    """An SSE upstream's stream as batches: the request (body from ``make_body``) goes out
+    at the first iteration, and the connection is closed when the batches end."""
+    async def opening():
+        return await open_stream(http, url, headers, make_body(), cfg, decode_error)
+
+    return sse_batches(opening, decoder)
