@@ -755,3 +755,79 @@ def test_decoder_done_without_finish_reason_ends_the_turn():
     dec = StreamDecoder()
     dec.feed(None, chunk({"content": "x"}))
     assert dec.feed(None, b"[DONE]") == [BlockStop(0), MessageEnd("end_turn", Usage())]
+
+
+def _decode_by_feed(datas: list[bytes]) -> list:
+    dec, out = StreamDecoder(), []
+    try:
+        for data in datas:
+            out += dec.feed(None, data)
+        out += dec.close()
+    except E.GatewayError as err:
+        out.append(type(err))
+    return out
+
+
+def _decode_by_batches(datas: list[bytes], rng) -> list:
+    dec, out, i = StreamDecoder(), [], 0
+    try:
+        while i < len(datas):
+            n = rng.randint(1, 4)
+            dec.feed_datas(datas[i:i + n], out)
+            i += n
+        out += dec.close()
+    except E.GatewayError as err:
+        out.append(type(err))
+    return out
+
+
+def test_feed_datas_agrees_with_feed_and_learns_the_text_template():
+    import random
+
+    rng = random.Random(3)
+    texts = ["Hi", "", " there", 'say "hi"', "back\\slash", "é✓", "\n\t", '\\"', '"delta":{"content":"x"}',
+             "\u2028"]
+
+    def text_chunk(text, **extra):
+        return chunk({"content": text}, **extra)
+
+    variants = [
+        lambda: text_chunk(rng.choice(texts)),
+        lambda: text_chunk(rng.choice(texts), usage=None),
+        lambda: text_chunk(rng.choice(texts), id="other"),
+        lambda: chunk({"content": rng.choice(texts), "role": "assistant"}),
+        lambda: chunk({"reasoning_content": "r"}),
+        lambda: chunk({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}]}),
+        lambda: chunk({}, "stop"),
+        lambda: chunk(usage={"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}, choices=False),
+        lambda: text_chunk(rng.choice(texts), error={"message": "boom"}),
+        lambda: text_chunk("x").replace(b'"x"', b'"x","content":"y"'),
+        lambda: text_chunk("x").replace(b'"x"', b'"x"}'),
+        lambda: b"[DONE]",
+    ]
+    learned = 0
+    for _ in range(3000):
+        datas = [chunk({"role": "assistant", "content": ""})]
+        datas += [text_chunk(rng.choice(texts[:4])) for _ in range(rng.randint(0, 4))]
+        datas += [rng.choice(variants)() if rng.random() < 0.3 else text_chunk(rng.choice(texts))
+                  for _ in range(rng.randint(0, 8))]
+        if rng.random() < 0.7:
+            datas += [chunk({}, "stop"), b"[DONE]"]
+        assert _decode_by_batches(datas, rng) == _decode_by_feed(datas), datas
+        dec = StreamDecoder()
+        try:
+            dec.feed_datas(datas[:3], [])
+        except E.GatewayError:
+            pass
+        learned += dec._template is not None
+    assert learned > 1000  # most of these streams took the template path
+
+
+def test_feed_datas_when_every_chunk_differs_around_its_text():
+    # OpenAI's "obfuscation" field pads each chunk differently: the template never matches.
+    datas = [chunk({"content": f"t{i}"}, obfuscation="x" * i) for i in range(10)]
+    datas += [chunk({}, "stop"), b"[DONE]"]
+    out: list = []
+    StreamDecoder().feed_datas(datas, out)
+    assert out == _decode_by_feed(datas)
+    assert "".join(e.text for e in out if isinstance(e, TextDelta)) == "".join(f"t{i}" for i in range(10))

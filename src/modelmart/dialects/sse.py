@@ -41,6 +41,26 @@ class SSEParser:
         self._event: str | None = None
         self._data: list[bytes] = []
 
+    def feed_data(self, chunk: bytes) -> list[bytes] | None:
+        """The common case in one step: when every event ``chunk`` completes is a single
+        unnamed ``data: `` line and no field is pending, their payloads (what ``feed`` would
+        pair with ``None``). Otherwise None, with nothing consumed: call ``feed``."""
+        if self._data or self._event is not None:
+            return None
+        buf = self._buf + chunk if self._buf else chunk
+        if not buf.startswith(b"data: ") or b"\r" in buf:
+            return None
+        cut = buf.rfind(b"\n\n")
+        if cut < 0:
+            return None
+        events = buf[:cut]
+        # Each "\n\ndata: " starts an event; any other newline (a second line, a comment,
+        # a field, a blank line too many) leaves the count short: the general parser's case.
+        if events.count(b"\n") != 2 * events.count(b"\n\ndata: "):
+            return None
+        self._buf = buf[cut + 2:]
+        return events[6:].split(b"\n\ndata: ")
+
     def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
         buf = self._buf + chunk
         if b"\r" in buf:

@@ -103,11 +103,11 @@ def _failure(exc: BaseException, url: str, cfg: ProviderConfig) -> GatewayError:
 _WIRE_ERRORS = (OSError, TimeoutError, ValueError)
 
 
-def _deadlines(cfg: ProviderConfig, *, stream: bool = False) -> tuple[float, str, float, str]:
-    """On the loop's clock, from now: the first byte's deadline and its code, then the whole
-    call's and its code. The attempt's routing deadline, if sooner, bounds both; for a
+def _deadlines(cfg: ProviderConfig, now: float, *, stream: bool = False
+               ) -> tuple[float, str, float, str]:
+    """On the loop's clock, from ``now``: the first byte's deadline and its code, then the
+    whole call's and its code. The attempt's routing deadline, if sooner, bounds both; for a
     stream it bounds only the first byte (routing is over once a stream has started)."""
-    now = asyncio.get_running_loop().time()
     end_at, end_code = now + cfg.total_timeout, _TOTAL
     first_at, first_code = now + cfg.first_token_timeout, _FIRST
     if first_at >= end_at:
@@ -121,8 +121,8 @@ def _deadlines(cfg: ProviderConfig, *, stream: bool = False) -> tuple[float, str
     return first_at, first_code, end_at, end_code
 
 
-def _connect_timeout(cfg: ProviderConfig, first_at: float) -> float:
-    return max(0.0, min(cfg.connect_timeout, first_at - asyncio.get_running_loop().time()))
+def _connect_timeout(cfg: ProviderConfig, first_at: float, now: float) -> float:
+    return max(0.0, min(cfg.connect_timeout, first_at - now))
 
 
 async def _raise_for_status(reply: Reply, end_at: float, end_code: str,
@@ -144,11 +144,12 @@ async def post_json(
     decode_error: ErrorDecoder,
 ) -> bytes:
     """POST and return the body of a 2xx reply; anything else raises a ``GatewayError``."""
-    first_at, first_code, end_at, end_code = _deadlines(cfg)
+    now = asyncio.get_running_loop().time()
+    first_at, first_code, end_at, end_code = _deadlines(cfg, now)
     reply = None
     try:
         reply = await http.request("POST", url, headers, body,
-                                   connect_timeout=_connect_timeout(cfg, first_at),
+                                   connect_timeout=_connect_timeout(cfg, first_at, now),
                                    deadline=first_at, why=first_code)
         await _raise_for_status(reply, end_at, end_code, decode_error)
         return await reply.read(end_at, end_code)
@@ -172,10 +173,12 @@ async def open_stream(
     """POST and return the reply's raw body as it arrives (a 2xx reply only; anything else
     raises a ``GatewayError``). The caller closes it (``aclose``): before its end, that
     hangs up on the upstream, which cancels the generation."""
-    first_at, first_code, end_at, _ = _deadlines(cfg, stream=True)
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    first_at, first_code, end_at, _ = _deadlines(cfg, now, stream=True)
     try:
         reply = await http.request("POST", url, headers, body,
-                                   connect_timeout=_connect_timeout(cfg, first_at),
+                                   connect_timeout=_connect_timeout(cfg, first_at, now),
                                    deadline=first_at, why=first_code)
     except _WIRE_ERRORS as exc:
         raise _failure(exc, url, cfg) from exc
@@ -187,7 +190,7 @@ async def open_stream(
     except BaseException:
         reply.close()
         raise
-    return Body(reply, cfg, url, first_at, first_code, end_at)
+    return Body(reply, cfg, url, first_at, first_code, end_at, loop)
 
 
 class Body:
@@ -200,10 +203,10 @@ class Body:
     __slots__ = ("_reply", "_cfg", "_url", "_deadline", "_code", "_end_at", "_loop")
 
     def __init__(self, reply: Reply, cfg: ProviderConfig, url: str, deadline: float, code: str,
-                 end_at: float) -> None:
+                 end_at: float, loop: asyncio.AbstractEventLoop) -> None:
         self._reply, self._cfg, self._url = reply, cfg, url
         self._deadline, self._code, self._end_at = deadline, code, end_at
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop
 
     async def read(self) -> bytes:
         try:

@@ -70,10 +70,19 @@ def sse_batches(open_body: Opener, decoder) -> AsyncIterator[Batch]:
     not a generator around it: a layer less per batch)."""
     parser = SSEParser()
     feed = decoder.feed
+    feed_datas = getattr(decoder, "feed_datas", None)
+    if feed_datas is None:
+        def feed_datas(datas: list[bytes], batch: Batch) -> None:
+            for data in datas:
+                batch += feed(None, data)
 
     def decode_chunk(chunk: bytes, batch: Batch) -> None:
-        for name, data in parser.feed(chunk):
-            batch += feed(name, data)
+        datas = parser.feed_data(chunk)  # the common case: only unnamed one-line events
+        if datas is not None:
+            feed_datas(datas, batch)
+        else:
+            for name, data in parser.feed(chunk):
+                batch += feed(name, data)
 
     def finish(batch: Batch) -> None:
         for name, data in parser.close():

@@ -129,22 +129,81 @@ class StreamDecoder:
         self._finish: str | None = None
         self._saw_tool = False
         self._usage = Usage()
+        self._template: tuple[bytes, bytes] | None = None  # see feed_datas
+        self._learning = 3  # chunks left to try learning it from (some upstreams vary
+        # every chunk, e.g. OpenAI's "obfuscation" padding: then there is no template)
 
     def feed(self, event_name: str | None, data: bytes) -> list[StreamEvent]:
         if self._ended:
             return []
+        if data.startswith(b"[DONE]") or data.strip() == b"[DONE]":
+            return self._finish_events(done=True)
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            if data.strip() == b"[DONE]":
-                return self._finish_events(done=True)
             chunk = json_chunk(data)  # raises the error that says what is wrong
+        return self._chunk(chunk, data)
+
+    def feed_datas(self, datas: list[bytes], batch: list[StreamEvent]) -> None:
+        """``feed`` for the data payloads of one upstream read, appending to ``batch``.
+
+        The bulk of a stream is chunks whose only change from one to the next is the text
+        of ``delta.content``. Once such a chunk is seen, its bytes before and after that
+        string are kept as a template; a later chunk with the same bytes around one JSON
+        string literal means exactly that chunk with other text, so only the literal is
+        parsed. Anything else takes ``feed``'s path."""
+        loads = orjson.loads
+        for data in datas:
+            tpl = self._template
+            if tpl is not None and self._open is _TEXT:
+                head, tail = tpl
+                if data.startswith(head) and data.endswith(tail):
+                    try:
+                        text = loads(data[len(head):len(data) - len(tail)])
+                    except orjson.JSONDecodeError:
+                        text = None
+                    if type(text) is str:
+                        if text:
+                            batch.append(TextDelta(self._index, text))
+                        continue
+            if not self._learning or self._ended or data.startswith(b"[DONE]"):
+                batch += self.feed(None, data)
+                continue
+            try:
+                chunk = loads(data)
+            except orjson.JSONDecodeError:
+                batch += self.feed(None, data)
+                continue
+            events = self._chunk(chunk, data)
+            batch += events
+            if events and type(events[-1]) is TextDelta:
+                self._learn(data, chunk, events[-1].text)
+
+    def _learn(self, data: bytes, chunk: dict, text: str) -> None:
+        """Keep ``data`` as the template if it is a plain text chunk (one choice whose delta
+        is only ``content``, no finish, usage or error) and its text sits in one place."""
+        self._learning -= 1
+        if data.count(_CONTENT_KEY) != 1:
+            return
+        choices = chunk.get("choices")
+        if (len(choices) != 1 or choices[0].get("delta") != {"content": text}
+                or choices[0].get("finish_reason") is not None
+                or chunk.get("usage") is not None or "error" in chunk):
+            return
+        start = data.index(_CONTENT_KEY) + len(_CONTENT_KEY)
+        end = _string_end(data, start)
+        if end < 0 or orjson.loads(data[start:end]) != text:
+            return
+        self._template = (data[:start], data[end:])
+        self._learning = 0
+
+    def _chunk(self, chunk: Any, data: bytes) -> list[StreamEvent]:
         if type(chunk) is not dict:
             chunk = json_chunk(data)
         if chunk.get("error"):
             raise stream_error(chunk["error"])
         choices = chunk.get("choices")
-        if self._started and "usage" not in chunk:  # most chunks: one choice's delta
+        if self._started and chunk.get("usage") is None:  # most chunks: one choice's delta
             if type(choices) is list and choices and type(choices[0]) is dict:
                 return self._choice(choices[0])
             return []
@@ -234,6 +293,23 @@ class StreamDecoder:
 
 
 _TEXT, _THINKING = ("text",), ("thinking",)
+# The only place this can be in a chunk: inside a JSON string its quotes would be escaped.
+_CONTENT_KEY = b'"delta":{"content":'
+
+
+def _string_end(data: bytes, start: int) -> int:
+    """The index just past the JSON string literal opening at ``start``, or -1."""
+    if data[start:start + 1] != b'"':
+        return -1
+    i = start + 1
+    while (i := data.find(b'"', i)) >= 0:
+        backslashes = 0
+        while data[i - 1 - backslashes] == 0x5C:
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return i + 1
+        i += 1
+    return -1
 
 
 def _text_block() -> TextBlock:
