@@ -9,9 +9,9 @@ base=$(mktemp -d)/base
 git -C "$repo" worktree add -q --detach "$base" "$ref"
 trap 'git -C "$repo" worktree remove --force "$base"' EXIT
 measure() { python "$repo/bench/experiments/cpu_per_request.py" "$mode" "$conc" 2>/dev/null \
-  | head -1 | grep -o "= [0-9]* us" | grep -o "[0-9]*"; }
+  | head -1 | sed -E 's/.* ([0-9]+) req\/s.*= ([0-9]+) us.*/\2 us (\1 req\/s)/'; }
 for i in $(seq "$rounds"); do
   a=$(PYTHONPATH="$base/src" measure)
   b=$(measure)
-  echo "round $i: A($ref) $a us   B(working tree) $b us"
+  echo "round $i: A($ref) $a   B(working tree) $b"
 done

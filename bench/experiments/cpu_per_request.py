@@ -3,6 +3,9 @@ bench's nginx upstream; auth, limits and metering on). Quicker than ``bench/run.
 comparing one change; pair runs with ``ab.sh``, since the machine's noise is ±10 %.
 
     python bench/experiments/cpu_per_request.py json 16 [ENV=VALUE ...]
+
+``BENCH_TARGET=passthrough`` measures the minimal aiohttp pass-through instead, for the ratio
+the issue's target is about (same machine, same minute).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # noqa: E402
 import wrk  # noqa: E402
 from procs import Processes  # noqa: E402
-from targets import Context, smoke_check, start_modelmart  # noqa: E402
+from targets import Context, smoke_check, start_modelmart, start_passthrough  # noqa: E402
 from upstream import start_upstream  # noqa: E402
 
 
@@ -31,8 +34,11 @@ def main() -> None:
     try:
         port, proc = start_upstream(procs, workdir)
         ctx = Context(procs, workdir, port, proc, None, Path("/nonexistent"))
-        run = start_modelmart(1)(ctx)
-        smoke_check(run)
+        if os.environ.get("BENCH_TARGET") == "passthrough":
+            run = start_passthrough(ctx)
+        else:
+            run = start_modelmart(1)(ctx)
+            smoke_check(run)
         path, model = run.routes[mode]
         script = wrk.write_script(workdir / "load.lua", path,
                                   wrk.chat_body(model, mode == "stream"), run.headers)

@@ -14,6 +14,7 @@ from modelmart.dialects import anthropic_messages, bedrock_converse, openai_chat
 from modelmart.metering.prices import PriceBook
 from modelmart.metering.pricing import Pricing
 from modelmart.metering.recorder import Recorder
+from modelmart.metering.writer import WriterClient
 from modelmart.providers.base import Provider
 from modelmart.providers.http import new_session
 from modelmart.providers.registry import provider_class
@@ -106,7 +107,8 @@ class App:
         self.counters = make_counters(settings.redis_url, settings.coordinator_socket)
         self.limiter = RateLimiter(self.counters)
         self.budgets = Budgets(self.counters, self.store)
-        self.recorder = Recorder(self.store, settings.resolved_journal_dir())
+        writer = WriterClient(settings.ledger_socket) if settings.ledger_socket else None
+        self.recorder = Recorder(self.store, settings.resolved_journal_dir(), writer=writer)
         await self.recorder.start()
         self.http = new_session()
         for dep in self.catalog.deployments():

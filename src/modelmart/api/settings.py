@@ -25,6 +25,9 @@ class Settings:
     redis_url: str | None = None  # shared limits and budgets across replicas
     coordinator_socket: str | None = None  # shared limits across --workers without Redis
     journal_dir: str | None = None  # None: ./modelmart-journal beside an SQLite file
+    # The ledger writer process's socket (``serve`` starts one for SQLite); None: the
+    # recorder inserts usage itself.
+    ledger_socket: str | None = None
     key_poll_interval: float = 0.5
     # A prebuilt catalog (tests); when None it is loaded from ``config_path``.
     catalog: Catalog | None = field(default=None, repr=False)
@@ -42,6 +45,7 @@ class Settings:
             redis_url=env.get("MODELMART_REDIS_URL") or server.get("redis_url"),
             coordinator_socket=env.get("MODELMART_COORDINATOR_SOCKET") or None,
             journal_dir=env.get("MODELMART_JOURNAL_DIR") or server.get("journal_dir"),
+            ledger_socket=env.get("MODELMART_LEDGER_SOCKET") or None,
         )
 
     def load_catalog(self) -> Catalog:

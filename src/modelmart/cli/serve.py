@@ -1,5 +1,5 @@
-"""``modelmart serve``: first-run setup, the limits coordinator for several workers, and the
-server (``api/server.py``)."""
+"""``modelmart serve``: first-run setup, the limits coordinator for several workers, the
+ledger writer for SQLite, and the server (``api/server.py``)."""
 
 from __future__ import annotations
 
@@ -57,6 +57,16 @@ def serve(args) -> int:
         os.environ["MODELMART_COORDINATOR_SOCKET"] = path
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(levelname)s %(name)s[%(process)d]: %(message)s")
+    writer = None
+    if os.environ.get("MODELMART_LEDGER_WRITER", "on").lower() not in ("0", "off", "false", "no"):
+        # SQLite: one process inserts every worker's usage, so the workers don't (see
+        # metering/writer.py).
+        from modelmart.api.settings import Settings
+        from modelmart.metering.writer import start_writer
+
+        writer = start_writer(Settings.from_env().database_url)
+        if writer is not None:
+            os.environ["MODELMART_LEDGER_SOCKET"] = writer.socket_path
     print(f"modelmart serving on http://{args.host}:{args.port} "
           f"(OpenAI: /v1/chat/completions, Anthropic: /v1/messages, admin: /admin/v1)",
           file=sys.stderr)
@@ -76,6 +86,8 @@ def serve(args) -> int:
     except SystemExit as exc:  # the app's startup failed (logged)
         return exc.code if isinstance(exc.code, int) else 1
     finally:
+        if writer is not None:
+            writer.stop()
         if coordinator is not None:
             coordinator.stop()
             shutil.rmtree(os.path.dirname(coordinator.socket_path), ignore_errors=True)
