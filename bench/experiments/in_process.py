@@ -51,7 +51,7 @@ async def _open_body() -> _Body:
 
 
 async def main(mode: str, profile: bool, folder: str, db: str, key: str,
-               n: int = 20_000) -> None:
+               n: int = int(os.environ.get("N", 20_000))) -> None:
     catalog = parse_catalog({"bundled_model": False, "models": {"gpt-4o-mini": {
         "provider": "openai-compatible", "base_url": "http://127.0.0.1:9/v1",
         "model": "gpt-4o-mini", "api_key": "sk", "price": PRICE, "cost": PRICE}}})

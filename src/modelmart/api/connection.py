@@ -297,7 +297,8 @@ class Connection(asyncio.Protocol):
             "headers": self.headers, "extensions": None,
         }
         cycle = Cycle(self, scope, self.parser.should_keep_alive())
-        scope["extensions"] = {_DISCONNECT: {"watch": cycle.watch}}
+        extension = {"watch": cycle.watch, "task": self.task}
+        scope["extensions"] = {_DISCONNECT: extension}
         cycle.t0 = self.loop.time()
         self.cycle = cycle
         if self.expect_continue and self.transport is not None:
@@ -305,7 +306,7 @@ class Connection(asyncio.Protocol):
         if self.idle_waiter is not None and not self.idle_waiter.done():
             self.idle_waiter.set_result(cycle)  # the connection's task waits for it
         elif self.task is None:
-            self.task = self.loop.create_task(self._run(cycle))
+            self.task = extension["task"] = self.loop.create_task(self._run(cycle))
         else:
             self.pipeline.append(cycle)
             # One request at a time: read no further until the app is done with this one.

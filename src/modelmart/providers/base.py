@@ -36,8 +36,8 @@ class ProviderConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-# The routing deadline of the attempt in progress, on the event loop's clock: until it, a
-# JSON answer or a stream's first batch. The router sets it around each attempt; a provider
+# The routing deadline of the attempt in progress, on ``time.monotonic()``'s clock: until
+# it, a JSON answer or a stream's first batch. The router sets it around each attempt; a provider
 # with ``honours_deadline`` bounds its own waits by it (and raises an ``UpstreamTimeout``
 # with ``route_deadline`` set), which spares the router a timer of its own per attempt.
 ATTEMPT_DEADLINE: ContextVar[float | None] = ContextVar("modelmart_attempt_deadline",

@@ -311,6 +311,16 @@ class Client:
         self._targets: dict[str, _Target] = {}
         self._tls = tls  # None: the system's trust store, made at the first https call
         self.closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this client lives on (known from its first use). Kept, because
+        ``asyncio.get_running_loop()`` costs a system call (getpid) on Python 3.11."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def target(self, url: str) -> _Target:
         target = self._targets.get(url)

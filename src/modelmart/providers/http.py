@@ -14,6 +14,7 @@ in an ``UpstreamTimeout`` (504) instead of a hang:
 from __future__ import annotations
 
 import asyncio
+import time
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
 from typing import Callable
@@ -114,6 +115,7 @@ def _deadlines(cfg: ProviderConfig, now: float, *, stream: bool = False
         first_at, first_code = end_at, _TOTAL
     route = ATTEMPT_DEADLINE.get()
     if route is not None:
+        route = now + (route - time.monotonic())  # onto the loop's clock
         if route < first_at:
             first_at, first_code = route, _ROUTE
         if route < end_at and not stream:
@@ -144,7 +146,7 @@ async def post_json(
     decode_error: ErrorDecoder,
 ) -> bytes:
     """POST and return the body of a 2xx reply; anything else raises a ``GatewayError``."""
-    now = asyncio.get_running_loop().time()
+    now = http.loop.time()
     first_at, first_code, end_at, end_code = _deadlines(cfg, now)
     reply = None
     try:
@@ -173,7 +175,7 @@ async def open_stream(
     """POST and return the reply's raw body as it arrives (a 2xx reply only; anything else
     raises a ``GatewayError``). The caller closes it (``aclose``): before its end, that
     hangs up on the upstream, which cancels the generation."""
-    loop = asyncio.get_running_loop()
+    loop = http.loop
     now = loop.time()
     first_at, first_code, end_at, _ = _deadlines(cfg, now, stream=True)
     try:

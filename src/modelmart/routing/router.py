@@ -226,7 +226,7 @@ class Router:
         """Await one attempt within the deadline and record its failure in the health board."""
         self.board.begin(dep)
         scope = None
-        token = ATTEMPT_DEADLINE.set(asyncio.get_running_loop().time() + run.remaining())
+        token = ATTEMPT_DEADLINE.set(time.monotonic() + run.remaining())
         try:
             if self.providers[dep.name].honours_deadline:
                 return await call
