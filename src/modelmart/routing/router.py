@@ -124,6 +124,8 @@ class Router:
     def plan(self, entry: ModelEntry, req: Request) -> list[Deployment]:
         """The deployments to try, in order."""
         tokens = estimate_input_tokens(req)
+        if len(entry.deployments) == 1:  # nothing to order, and the board admits a lone one
+            return self.candidates(entry, req, tokens)
         ctx = Context(stream=req.stream, input_tokens=tokens,
                       output_tokens=req.max_tokens or entry.max_output_tokens,
                       board=self.board, rng=self.rng, cost_of=self.cost_of)

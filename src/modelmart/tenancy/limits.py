@@ -29,14 +29,20 @@ SETTLE_DELAY = 2.0
 
 @dataclass(slots=True)
 class _Limit:
+    """One limit of a key or customer; cached while the key's settings stay the same."""
+
     unit: str  # "requests" | "tokens"
     who: str  # "key mm-abc1234" / "customer acme", for messages
     ident: str  # counter id: "k12" / "c3"
     limit: int
-    amount: int
+    window: int = -1  # the minute ``current`` and ``previous`` are the counters of
+    current: str = ""
+    previous: str = ""
 
-    def counter(self, window: int) -> str:
-        return f"rl:{self.ident}:{self.unit[0]}:{window}"
+    def at(self, window: int) -> None:
+        if window != self.window:
+            tag = f"rl:{self.ident}:{self.unit[0]}:"
+            self.window, self.current, self.previous = window, f"{tag}{window}", f"{tag}{window - 1}"
 
 
 @dataclass(slots=True)
@@ -52,6 +58,7 @@ class Ticket:
 @dataclass(slots=True)
 class _Outcome:
     limit: _Limit
+    amount: int  # what this request adds: 1 request, or its estimated tokens
     previous: int  # the previous minute's count
     share: int  # its weighted share in the sliding window, rounded up
     admitted: bool
@@ -64,20 +71,20 @@ class RateLimiter:
         self._counters = counters
         self._previous: dict[str, int] = {}  # cache of closed minutes' counts
         self._previous_window = -1
-        # (unit, who, ident, limit) per key and customer limits: keys are reloaded, not
-        # edited, so their settings are part of the cache key.
-        self._specs: dict[tuple, list[tuple[str, str, str, int]]] = {}
+        # The limits of a key (and its customer): keys are reloaded, not edited, so their
+        # settings are part of the cache key.
+        self._limits: dict[tuple, list[_Limit]] = {}
 
     async def admit(self, key: ApiKey, customer_limits: tuple[int | None, int | None] | None,
                     estimated_tokens: int, now: float | None = None) -> Ticket:
         now = time.time() if now is None else now
         window = int(now // WINDOW)
         elapsed = now - window * WINDOW
-        limits = self._limits_for(key, customer_limits, estimated_tokens)
+        limits = self._limits_for(key, customer_limits)
         ticket = Ticket(estimated_tokens)
         if not limits:
             return ticket
-        outcomes = await self._try_all(limits, window, elapsed)
+        outcomes = await self._try_all(limits, estimated_tokens, window, elapsed)
         if not outcomes[0].admitted:
             raise _refusal(outcomes, elapsed)
         for o in outcomes:
@@ -86,16 +93,16 @@ class RateLimiter:
         ticket.headers = _headers(outcomes, elapsed)
         return ticket
 
-    def _limits_for(self, key: ApiKey, customer_limits, tokens: int) -> list[_Limit]:
+    def _limits_for(self, key: ApiKey, customer_limits) -> list[_Limit]:
         cache_key = (key.id, key.rpm, key.tpm, key.prefix, key.customer_id, key.customer_name,
                      customer_limits)
-        specs = self._specs.get(cache_key)
-        if specs is None:
-            if len(self._specs) > 10_000:
-                self._specs.clear()
-            specs = self._specs[cache_key] = _limit_specs(key, customer_limits)
-        return [_Limit(unit, who, ident, limit, 1 if unit == "requests" else tokens)
-                for unit, who, ident, limit in specs]
+        limits = self._limits.get(cache_key)
+        if limits is None:
+            if len(self._limits) > 10_000:
+                self._limits.clear()
+            limits = self._limits[cache_key] = [
+                _Limit(*spec) for spec in _limit_specs(key, customer_limits)]
+        return limits
 
     async def settle(self, ticket: Ticket, actual_tokens: int) -> None:
         difference = actual_tokens - ticket.estimated_tokens
@@ -111,23 +118,25 @@ class RateLimiter:
                                    for c in ticket.request_counters))
         ticket.request_counters = []
 
-    async def _try_all(self, limits: list[_Limit], window: int, elapsed: float) -> list[_Outcome]:
+    async def _try_all(self, limits: list[_Limit], tokens: int, window: int,
+                       elapsed: float) -> list[_Outcome]:
         if window != self._previous_window:
             self._previous.clear()
             self._previous_window = window
-        names = [l.counter(window - 1) for l in limits]
+        for limit in limits:
+            limit.at(window)
         try:
-            previous = [self._previous[c] for c in names]  # closed minutes, once settled
+            previous = [self._previous[l.previous] for l in limits]  # closed minutes, once settled
         except KeyError:
-            previous = await self._previous_counts(names, elapsed)
+            previous = await self._previous_counts([l.previous for l in limits], elapsed)
         weight = 1.0 - elapsed / WINDOW
+        amounts = [1 if l.unit == "requests" else tokens for l in limits]
         shares = [math.ceil(p * weight) for p in previous]
-        current = [l.counter(window) for l in limits]
         admitted, values = await self._counters.try_add_all(
-            [(c, l.amount, l.limit - s) for c, l, s in zip(current, limits, shares)],
+            [(l.current, a, l.limit - s) for l, a, s in zip(limits, amounts, shares)],
             COUNTER_TTL)
-        return [_Outcome(l, p, s, admitted, v, c)
-                for l, p, s, v, c in zip(limits, previous, shares, values, current)]
+        return [_Outcome(l, a, p, s, admitted, v, l.current)
+                for l, a, p, s, v in zip(limits, amounts, previous, shares, values)]
 
     async def _previous_counts(self, counters: list[str], elapsed: float) -> list[int]:
         missing = [c for c in counters if c not in self._previous]
@@ -215,14 +224,14 @@ def _headers(outcomes: list[_Outcome], elapsed: float) -> dict[str, str]:
 
 
 def _refusal(outcomes: list[_Outcome], elapsed: float) -> RateLimited:
-    refused = [o for o in outcomes if o.value + o.limit.amount > o.limit.limit - o.share]
+    refused = [o for o in outcomes if o.value + o.amount > o.limit.limit - o.share]
     refused = refused or outcomes  # defensive: the backend said no, so something is full
-    waits = [seconds_until_fits(o.previous, o.value, elapsed, o.limit.limit, o.limit.amount)
+    waits = [seconds_until_fits(o.previous, o.value, elapsed, o.limit.limit, o.amount)
              for o in refused]
     retry_after = round(max(waits), 3)
-    first = refused[0].limit
-    if first.amount > first.limit:
-        message = (f"rate limit exceeded: request of {first.amount} {first.unit} is larger "
+    first, amount = refused[0].limit, refused[0].amount
+    if amount > first.limit:
+        message = (f"rate limit exceeded: request of {amount} {first.unit} is larger "
                    f"than {first.who}'s limit of {first.limit} {first.unit} per minute")
     else:
         message = (f"rate limit exceeded: {first.who} allows {first.limit} {first.unit} "
