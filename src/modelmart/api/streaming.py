@@ -79,9 +79,11 @@ async def metered_frames(
         yield _encode(first, encoder, meter, call, msg_id)
         async for batch in batches:
             yield _encode(batch, encoder, meter, call, msg_id)
+        routed.finish(True)
         status, http_status = "ok", 200
         yield encoder.end()
     except GatewayError as err:
+        routed.finish(err)
         status, error, http_status = "upstream_failed_mid_stream", err.message, err.status
         yield encoder.error(err)
     except Exception:
@@ -89,6 +91,7 @@ async def metered_frames(
         status, error, http_status = "error", "internal error during the stream", 500
         yield encoder.error(InternalError("internal error during the stream; see the server log"))
     finally:
+        routed.finish(False)  # closed early (no-op when the outcome is known)
         await batches.aclose()  # type: ignore[attr-defined]
         usage, estimated = meter.usage(call.estimated_tokens)
         app.guard.settle(call, usage=usage, deployment=routed.deployment, attempts=routed.attempts,

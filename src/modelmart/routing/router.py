@@ -42,6 +42,14 @@ class Routed:
     attempts: int
     ttft_ms: float | None = None
     latency_ms: float | None = None
+    # A stream's: ``finish(outcome)`` says how it ended (True: the upstream finished; a
+    # GatewayError: it failed; False: closed early), once, for health and latency.
+    _ended: Callable[[GatewayError | bool], None] | None = None
+
+    def finish(self, outcome: "GatewayError | bool") -> None:
+        ended, self._ended = self._ended, None
+        if ended is not None:
+            ended(outcome)
 
 
 def _request_for(dep: Deployment, req: Request) -> Request:
@@ -145,15 +153,18 @@ class Router:
         return resp, Routed(dep, run.attempts, latency_ms=run.elapsed_ms())
 
     async def stream(self, req: Request) -> tuple[AsyncIterator[StreamEvent], StreamEvent, Routed]:
-        """``stream_batches`` event by event: the iterator, its first event and the route."""
+        """``stream_batches`` event by event: the iterator, its first event and the route
+        (its outcome reported as it ends)."""
         batches, first, routed = await self.stream_batches(req)
-        return _Events(first[1:], batches), first[0], routed
+        return _Events(first[1:], _TrackedStream(batches, routed.finish)), first[0], routed
 
     async def stream_batches(self, req: Request) -> tuple[AsyncIterator[list[StreamEvent]],
                                                           list[StreamEvent], Routed]:
         """Open a stream and wait for its first events (so a failure before any byte reaches
         the client can still fall back). Returns the iterator of event batches (the events
-        of one upstream read together), the first batch and the route."""
+        of one upstream read together), the first batch and the route. The caller reports
+        how the stream ended with ``routed.finish(outcome)`` (``Router.stream`` does it for
+        its caller); a wrapper layer on every batch would cost more."""
         async def once(dep: Deployment, run: _Run):
             started = self.clock()
             batches = self.providers[dep.name].stream_batches(_request_for(dep, req))
@@ -177,7 +188,8 @@ class Router:
             else:  # closed early (the client went away): says nothing about the upstream
                 self.board.release(dep)
 
-        return _TrackedStream(batches, ended), first, routed
+        routed._ended = ended
+        return batches, first, routed
 
     def health(self) -> dict[str, dict]:
         """By deployment name: model, state (healthy, cooling, half_open,

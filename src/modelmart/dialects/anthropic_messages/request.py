@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from modelmart.core.errors import InvalidRequest
-from modelmart.core.types import Message, Request
+from modelmart.core.types import Message, Request, TextBlock
 from modelmart.dialects._blocks import encode_turns
 
 from . import _check as check
@@ -54,7 +54,12 @@ def _decode_messages(value: Any) -> list[Message]:
         raise check.fail("at least one message is required", "messages")
     out: list[Message] = []
     for i, item in enumerate(raw):
-        msg = _decode_message(item, f"messages.{i}", last=i == len(raw) - 1)
+        # The usual turn, {"role", "content": "text"}, without building its error paths.
+        if (type(item) is dict and len(item) == 2 and type(content := item.get("content")) is str
+                and content and (role := item.get("role")) in ("user", "assistant")):
+            msg = Message(role, [TextBlock(content)])
+        else:
+            msg = _decode_message(item, f"messages.{i}", last=i == len(raw) - 1)
         # The API accepts consecutive turns of one role and reads them as one turn.
         if out and out[-1].role == msg.role:
             out[-1].content.extend(msg.content)

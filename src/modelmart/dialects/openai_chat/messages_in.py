@@ -62,6 +62,19 @@ def decode_messages(raw: Any) -> tuple[str | None, list[Message]]:
     items = want_list(raw, "messages", nonempty=True)
     b = _Builder()
     for i, item in enumerate(items):
+        # Most messages of a conversation are {"role", "content": "text"}: taken as they
+        # are, with the checks that can apply to them, and without building the error
+        # paths ("messages[3].content") that only a bad message needs.
+        if type(item) is dict and len(item) == 2 and not b.pending and not b.tool_turn_open:
+            content = item.get("content")
+            if type(content) is str:
+                role = item.get("role")
+                if role == "user" or role == "assistant":
+                    b.messages.append(Message(role, [TextBlock(content)]))
+                    continue
+                if role == "system" or role == "developer":
+                    b.system.append(content)
+                    continue
         param = f"messages[{i}]"
         msg = want_object(item, param)
         role = msg.get("role")

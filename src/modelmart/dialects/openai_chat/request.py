@@ -41,26 +41,33 @@ INCLUDE_USAGE = "include_usage"
 
 def decode_request(data: Any) -> Request:
     model = want_model(data)
-    if "messages" not in data or data["messages"] is None:
+    get = data.get
+    if get("messages") is None:
         raise missing("messages")
     system, messages = decode_messages(data["messages"])
-    tools = decode_tools(data.get("tools"))
+    tools = decode_tools(get("tools"))
+    # Optional fields are checked only when sent (most requests send few of them).
+    temperature, top_p, seed, user = (get("temperature"), get("top_p"), get("seed"),
+                                      get("user"))
+    choice, parallel = get("tool_choice"), get("parallel_tool_calls")
     req = Request(
         model=model,
         messages=messages,
         system=system,
         max_tokens=_max_tokens(data),
-        temperature=_opt(data, "temperature", want_number, 0, 2),
-        top_p=_opt(data, "top_p", want_number, 0, 1),
-        stop=_stop(data.get("stop")),
-        seed=_opt(data, "seed", want_int),
+        temperature=None if temperature is None else want_number(temperature, "temperature", 0, 2),
+        top_p=None if top_p is None else want_number(top_p, "top_p", 0, 1),
+        stop=_stop(get("stop")),
+        seed=None if seed is None else want_int(seed, "seed"),
         tools=tools,
-        tool_choice=decode_tool_choice(data.get("tool_choice"), data.get("parallel_tool_calls"), tools),
-        response_format=decode_response_format(data.get("response_format")),
+        tool_choice=(None if choice is None and parallel is None
+                     else decode_tool_choice(choice, parallel, tools)),
+        response_format=decode_response_format(get("response_format")),
         stream=bool(_opt(data, "stream", want_bool)),
-        user=_opt(data, "user", want_str),
+        user=None if user is None else want_str(user, "user"),
     )
-    _check_n(data.get("n"))
+    if get("n") is not None:
+        _check_n(data["n"])
     if not _PASSED_THROUGH_CHECKED.isdisjoint(data):
         _check_passthrough(data)
     req.extra = {k: v for k, v in data.items() if k not in _KNOWN}
