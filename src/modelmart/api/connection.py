@@ -122,13 +122,18 @@ class Cycle:
             self.status = status = message["status"]
             lines = [_STATUS_LINES.get(status) or _status_line(status)]
             self.chunked = True
+            append = lines.append
             for name, value in message.get("headers", ()):
-                lname = name.lower()
-                if lname == b"content-length":
-                    self.chunked = False
-                elif lname == b"connection" and value.lower() == b"close":
-                    self.keep_alive = False
-                lines.append(b"%s: %s\r\n" % (name, value))
+                if name[:1] in b"cC":  # only content-length and connection matter here
+                    lname = name.lower()
+                    if lname == b"content-length":
+                        self.chunked = False
+                    elif lname == b"connection" and value.lower() == b"close":
+                        self.keep_alive = False
+                append(name)
+                append(b": ")
+                append(value)
+                append(b"\r\n")
             if not self.keep_alive:
                 lines.append(b"connection: close\r\n")
             self.head = b"".join(lines)

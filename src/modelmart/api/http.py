@@ -55,10 +55,21 @@ def parse_json(body: bytes) -> Any:
         raise InvalidRequest(f"Request body is not valid JSON: {exc}") from None
 
 
+_NAMES: dict[str, bytes] = {}  # header names seen, encoded (a few dozen at most)
+
+
 def _headers(extra: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
     if not extra:
         return []
-    return [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in extra.items()]
+    out = []
+    for k, v in extra.items():
+        name = _NAMES.get(k)
+        if name is None:
+            name = k.encode("latin-1")
+            if len(_NAMES) < 1024:
+                _NAMES[k] = name
+        out.append((name, (v if type(v) is str else str(v)).encode("latin-1")))
+    return out
 
 
 async def send_json(send: Send, status: int, body: Any, headers: dict[str, str] | None = None) -> None:

@@ -53,13 +53,13 @@ class SSEParser:
         cut = buf.rfind(b"\n\n")
         if cut < 0:
             return None
-        events = buf[:cut]
+        datas = buf[6:cut].split(b"\n\ndata: ")
         # Each "\n\ndata: " starts an event; any other newline (a second line, a comment,
-        # a field, a blank line too many) leaves the count short: the general parser's case.
-        if events.count(b"\n") != 2 * events.count(b"\n\ndata: "):
+        # a field, a blank line too many) makes the count exceed it: the general case.
+        if buf.count(b"\n", 0, cut) != 2 * (len(datas) - 1):
             return None
         self._buf = buf[cut + 2:]
-        return events[6:].split(b"\n\ndata: ")
+        return datas
 
     def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
         buf = self._buf + chunk
