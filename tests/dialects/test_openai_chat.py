@@ -831,3 +831,13 @@ def test_feed_datas_when_every_chunk_differs_around_its_text():
     StreamDecoder().feed_datas(datas, out)
     assert out == _decode_by_feed(datas)
     assert "".join(e.text for e in out if isinstance(e, TextDelta)) == "".join(f"t{i}" for i in range(10))
+
+
+def test_prebuilt_first_and_last_chunk_choices_match_the_general_encoding():
+    from modelmart.dialects.openai_chat.stream import _FINISH_CHOICES, _ROLE_CHOICES
+
+    def choices(delta, finish):
+        return orjson.dumps([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
+
+    assert _ROLE_CHOICES == choices({"role": "assistant", "content": ""}, None)
+    assert all(raw == choices({}, finish) for finish, raw in _FINISH_CHOICES.items())

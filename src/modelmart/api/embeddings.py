@@ -14,7 +14,6 @@ import orjson
 from modelmart.core.embeddings import EmbeddingRequest, estimate_tokens
 from modelmart.core.errors import GatewayError, InternalError
 from modelmart.core.ids import new_id
-from modelmart.core.money import pico_to_usd
 from modelmart.core.types import Usage
 from modelmart.dialects import openai_embeddings
 from modelmart.routing import Routed
@@ -78,7 +77,7 @@ async def _embed(app: "App", call: Call, req: EmbeddingRequest, send: Send) -> N
     body = openai_embeddings.encode_response(resp, req.model, encoding_format=req.encoding_format)
     if record is not None:
         # As on the chat surfaces (OpenRouter's convention): the caller's price, in USD.
-        body["usage"]["cost"] = float(pico_to_usd(record.price_pico))
+        body["usage"]["cost"] = record.price_pico / 10**12  # int / int: the nearest float
     await send_json(send, 200, orjson.dumps(body), _headers(call, routed))
 
 

@@ -16,7 +16,6 @@ import orjson
 
 from modelmart.core.errors import GatewayError, InternalError
 from modelmart.core.ids import new_id
-from modelmart.core.money import pico_to_usd
 from modelmart.core.types import Request
 from modelmart.routing import Routed
 
@@ -147,7 +146,7 @@ async def _complete(app: "App", surface: Surface, call: Call, req: Request, send
     usage = body.get("usage") if isinstance(body, dict) else None
     if record is not None and isinstance(usage, dict):
         # OpenRouter's convention: the request's price to the caller, in USD.
-        usage["cost"] = float(pico_to_usd(record.price_pico))
+        usage["cost"] = record.price_pico / 10**12  # int / int: the nearest float
     await send_json(send, 200, orjson.dumps(body), _route_headers(call, routed))
 
 

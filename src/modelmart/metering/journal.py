@@ -35,7 +35,7 @@ _FIELDS = {f.name for f in fields(UsageRecord)}
 
 def encode(rec: UsageRecord) -> bytes:
     # default=str: an odd value in ``extra`` must not cost the record its durability.
-    return orjson.dumps(rec, default=str) + b"\n"
+    return orjson.dumps(rec, default=str, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def decode(line: bytes) -> UsageRecord:

@@ -54,7 +54,7 @@ class StreamEncoder:
             self.id = ev.id or self.id or new_id("chatcmpl-")
             self.created = ev.created or self.created
             self._head = None
-            return self._chunk({"role": "assistant", "content": ""})
+            return b"".join((self._make_head(), _ROLE_CHOICES, self._tail))
         if isinstance(ev, TextDelta):
             return self._chunk({"content": ev.text}) if ev.text else b""
         if isinstance(ev, ThinkingDelta):
@@ -84,7 +84,12 @@ class StreamEncoder:
         return self._chunk({"tool_calls": [call]})
 
     def _end(self, ev: MessageEnd) -> bytes:
-        out = self._chunk({}, finish_reason(ev.stop_reason))
+        finish = finish_reason(ev.stop_reason)
+        choices = _FINISH_CHOICES.get(finish)
+        if choices is None:
+            out = self._chunk({}, finish)
+        else:
+            out = b"".join((self._head or self._make_head(), choices, self._tail))
         if self.include_usage:
             out += self._frame([], encode_usage(ev.usage))
         return out
@@ -109,6 +114,10 @@ class StreamEncoder:
 
 _TEXT_OPEN = b'[{"index":0,"delta":{"content":'
 _TEXT_CLOSE = b'},"logprobs":null,"finish_reason":null}]'
+# The first and the last chunk's choices, as ``_chunk`` would encode them.
+_ROLE_CHOICES = b'[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]'
+_FINISH_CHOICES = {f: b'[{"index":0,"delta":{},"logprobs":null,"finish_reason":"%s"}]' % f.encode()
+                   for f in ("stop", "length", "tool_calls", "content_filter")}
 
 
 class StreamDecoder:
