@@ -129,18 +129,19 @@ class StreamDecoder:
     just stops before any finish_reason is a failure.
     """
 
-    def __init__(self) -> None:
-        self._started = False
-        self._ended = False
-        self._open: tuple | None = None  # ("text",), ("thinking",) or ("tool", openai index)
-        self._index = -1  # canonical index of the open block
-        self._closed_tools: set[int] = set()
-        self._finish: str | None = None
-        self._saw_tool = False
-        self._usage = Usage()
-        self._template: tuple[bytes, bytes] | None = None  # see feed_datas
-        self._learning = 3  # chunks left to try learning it from (some upstreams vary
-        # every chunk, e.g. OpenAI's "obfuscation" padding: then there is no template)
+    # The state every stream starts in, as class attributes: an instance sets only what
+    # changes (a decoder is made per stream, and most streams are text only).
+    _started = False
+    _ended = False
+    _open: tuple | None = None  # ("text",), ("thinking",) or ("tool", openai index)
+    _index = -1  # canonical index of the open block
+    _closed_tools: frozenset[int] | set[int] = frozenset()  # a set of its own once used
+    _finish: str | None = None
+    _saw_tool = False
+    _usage: Usage | None = None  # the upstream's final usage, once reported
+    _template: tuple[bytes, bytes] | None = None  # see feed_datas
+    _learning = 3  # chunks left to try learning it from (some upstreams vary every chunk,
+    # e.g. OpenAI's "obfuscation" padding: then there is no template)
 
     def feed(self, event_name: str | None, data: bytes) -> list[StreamEvent]:
         if self._ended:
@@ -239,7 +240,7 @@ class StreamDecoder:
         self._ended = True
         out = [] if self._started else [MessageStart("", "")]
         out.extend(self._close_block())
-        out.append(MessageEnd(stop_reason(self._finish, self._saw_tool), self._usage))
+        out.append(MessageEnd(stop_reason(self._finish, self._saw_tool), self._usage or Usage()))
         return out
 
     def _choice(self, choice: dict) -> list[StreamEvent]:
@@ -296,6 +297,8 @@ class StreamDecoder:
         if self._open is None:
             return []
         if self._open[0] == "tool":
+            if not self._closed_tools:
+                self._closed_tools = set()
             self._closed_tools.add(self._open[1])
         self._open = None
         return [BlockStop(self._index)]
