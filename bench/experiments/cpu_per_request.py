@@ -5,7 +5,8 @@ comparing one change; pair runs with ``ab.sh``, since the machine's noise is ±1
     python bench/experiments/cpu_per_request.py json 16 [ENV=VALUE ...]
 
 ``BENCH_TARGET=passthrough`` measures the minimal aiohttp pass-through instead, for the ratio
-the issue's target is about (same machine, same minute).
+the issue's target is about (same machine, same minute). ``BENCH_WORKERS=2`` starts that many
+modelmart workers (then only req/s is meaningful: the CPU is the supervisor's).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def main() -> None:
         if os.environ.get("BENCH_TARGET") == "passthrough":
             run = start_passthrough(ctx)
         else:
-            run = start_modelmart(1)(ctx)
+            run = start_modelmart(int(os.environ.get("BENCH_WORKERS", "1")))(ctx)
             smoke_check(run)
         path, model = run.routes[mode]
         script = wrk.write_script(workdir / "load.lua", path,
