@@ -124,7 +124,12 @@ class CoordinatorHandle:
             await serve(self.socket_path, self._stop, self._ready)
 
         try:
-            asyncio.run(main())
+            try:  # every worker's every request passes here: the faster loop
+                import uvloop
+            except ImportError:
+                asyncio.run(main())
+            else:
+                uvloop.run(main())
         except BaseException as exc:  # surfaced to start_coordinator's caller
             self._error = exc
             self._ready.set()
