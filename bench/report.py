@@ -211,7 +211,7 @@ def goals(results: dict) -> list[str]:
     for mode in results["modes"]:
         r = _ratio(_peak_rps(results, MM, mode), _peak_rps(results, FLOOR, mode))
         rows.append((f"throughput ≥ 75% of the minimal pass-through ({mode})", "≥ 75%",
-                     "—" if r is None else f"{r:.0%}", verdict(None if r is None else r >= 0.75)))
+                     "—" if r is None else f"{r:.1%}", verdict(None if r is None else r >= 0.75)))
     c1 = min(results["concurrency"])
     p50 = _added(results, MM, "json", c1, "p50_ms")
     rows.append((f"added p50 latency at concurrency {c1}", "≤ 0.5 ms", _f(p50, 2, " ms"),
