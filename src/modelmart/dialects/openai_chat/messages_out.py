@@ -14,6 +14,11 @@ def encode_messages(system: str | None, messages: list[Message]) -> list[dict[st
     if system:
         out.append({"role": "system", "content": system})
     for msg in messages:
+        content = msg.content
+        if len(content) == 1 and type(content[0]) is TextBlock:  # most turns: one text
+            out.append({"role": "assistant" if msg.role == "assistant" else "user",
+                        "content": content[0].text})
+            continue
         if msg.role == "assistant":
             out.extend(_assistant(msg))
         else:
