@@ -55,7 +55,7 @@ def main() -> None:
         after = cpu()
         n = result.rps * 6
         total = sum(after.values()) - sum(before.values())
-        print(f"{mode} c={concurrency} {result.rps:.0f} req/s p50 {result.p50_ms:.2f}ms "
+        print(f"{mode} c={concurrency} {result.rps:.0f} req/s p50 {result.p50_ms:.2f}ms p99 {result.p99_ms:.2f}ms "
               f"total {total:.2f}s = {total / n * 1e6:.0f} us/req")
         for tid in sorted(after, key=lambda t: before.get(t, 0) - after[t]):
             used = after[tid] - before.get(tid, 0)
