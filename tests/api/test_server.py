@@ -220,3 +220,28 @@ def test_shutdown_lets_requests_in_flight_finish():
     assert app.lifespan == ["lifespan.startup", "lifespan.shutdown"]
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1)
+
+
+async def test_every_waiting_connection_is_accepted_at_once():
+    # Event loops' own servers accept one connection per loop iteration; under load an
+    # iteration is long, and clients connecting together waited seconds. The listener takes
+    # all of them when its socket is readable.
+    from modelmart.api import server as server_module
+
+    server = Server(Recorder(), "127.0.0.1", 0)
+    server.loop = asyncio.get_running_loop()
+    listener = server_module._Listener(server)
+    server.loop.remove_reader(listener.sock.fileno())  # one accept call, by hand
+    port = listener.sock.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
+    try:
+        listener._accept()
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        assert len(server.connections) == 50
+    finally:
+        for c in clients:
+            c.close()
+        for conn in list(server.connections):
+            conn._close()
+        listener.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 from typing import Any, Callable
 
@@ -62,11 +63,9 @@ class Server:
         lifespan = _Lifespan(self.app) if self.lifespan else None
         if lifespan is not None and not await lifespan.startup():
             raise SystemExit(3)
-        server = await self.loop.create_server(
-            lambda: Connection(self), self.host, self.port, backlog=self.backlog,
-            reuse_port=self.reuse_port or None)
+        server = _Listener(self)
         if self.port == 0:
-            self.port = server.sockets[0].getsockname()[1]
+            self.port = server.sock.getsockname()[1]
         stop = asyncio.Event()
         self._install_signals(stop)
         self.started = True
@@ -112,6 +111,58 @@ class Server:
                 conn.task.cancel()
             conn._close()
         await asyncio.sleep(0)
+
+
+_ACCEPT_BATCH = 512  # connections taken from the listen queue per readiness, at most
+
+
+class _Listener:
+    """The listening socket. Every connection waiting is accepted when it becomes readable:
+    the event loop's own servers (uvloop's included) accept one connection per loop
+    iteration, and under load an iteration is long, so 256 clients connecting at once
+    waited seconds in the listen queue (their first requests' latency)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server, self.loop = server, server.loop
+        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+        self.sock = socket.create_server((server.host, server.port), family=family,
+                                         backlog=server.backlog,
+                                         reuse_port=bool(server.reuse_port))
+        self.sock.setblocking(False)
+        self._factory = lambda: Connection(server)
+        self.loop.add_reader(self.sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                conn, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:  # out of file descriptors, most likely: pause, not spin
+                log.error("accepting a connection failed: %s; pausing for 0.5 s", exc)
+                self.loop.remove_reader(self.sock.fileno())
+                self.loop.call_later(0.5, self._resume)
+                return
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.loop.create_task(self._adopt(conn))
+
+    def _resume(self) -> None:
+        if self.sock.fileno() != -1:
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+
+    async def _adopt(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(self._factory, sock=conn)
+        except OSError:
+            conn.close()
+
+    def close(self) -> None:
+        if self.sock.fileno() != -1:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
 
 
 class _Lifespan:
