@@ -42,25 +42,22 @@ async def batches_of(
     generator ends, so a provider needs no generator of its own around this one."""
     body = await open_body()
     try:
-        while chunk := await body.read():
+        while True:
+            chunk = await body.read()
             batch: Batch = []
             try:
-                decode_chunk(chunk, batch)
+                if chunk:
+                    decode_chunk(chunk, batch)
+                else:  # the end of the body
+                    finish(batch)
             except GatewayError:
                 if batch:
                     yield batch
                 raise
             if batch:
                 yield batch
-        batch = []
-        try:
-            finish(batch)
-        except GatewayError:
-            if batch:
-                yield batch
-            raise
-        if batch:
-            yield batch
+            if not chunk:
+                return
     finally:
         await body.aclose()
 
