@@ -841,3 +841,17 @@ def test_prebuilt_first_and_last_chunk_choices_match_the_general_encoding():
 
     assert _ROLE_CHOICES == choices({"role": "assistant", "content": ""}, None)
     assert all(raw == choices({}, finish) for finish, raw in _FINISH_CHOICES.items())
+
+
+@pytest.mark.parametrize("data", [b"[DONE]", b" [DONE] ", b"[DONE]\r"])
+def test_done_marker_ends_the_stream(data):
+    dec = StreamDecoder()
+    dec.feed(None, chunk({"content": "x"}))
+    assert type(dec.feed(None, data)[-1]) is MessageEnd
+
+
+def test_something_else_that_starts_like_done_is_not_the_end():
+    dec = StreamDecoder()
+    dec.feed(None, chunk({"content": "x"}))
+    with pytest.raises(E.UpstreamError):
+        dec.feed(None, b"[DONE] and more")

@@ -146,7 +146,7 @@ class StreamDecoder:
     def feed(self, event_name: str | None, data: bytes) -> list[StreamEvent]:
         if self._ended:
             return []
-        if data.startswith(b"[DONE]") or data.strip() == b"[DONE]":
+        if data == b"[DONE]" or (data[:1] != b"{" and data.strip() == b"[DONE]"):
             return self._finish_events(done=True)
         try:
             chunk = orjson.loads(data)
@@ -176,7 +176,7 @@ class StreamDecoder:
                         if text:
                             batch.append(TextDelta(self._index, text))
                         continue
-            if not self._learning or self._ended or data.startswith(b"[DONE]"):
+            if not self._learning or self._ended or data[:1] != b"{":
                 batch += self.feed(None, data)
                 continue
             try:
