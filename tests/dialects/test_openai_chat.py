@@ -823,6 +823,39 @@ def test_feed_datas_agrees_with_feed_and_learns_the_text_template():
     assert learned > 1000  # most of these streams took the template path
 
 
+@pytest.mark.parametrize("first, derived", [
+    (chunk({"role": "assistant", "content": ""}), True),
+    (chunk({"role": "assistant", "content": ""}, usage={"prompt_tokens": 1}), False),
+    (chunk({"role": "assistant", "content": ""}, system_fingerprint="fp\\u00e9"), False),  # escaped
+    (chunk({"role": "assistant", "content": ""}, x={"delta": 1}), False),  # a second "delta"
+    (chunk({"role": "assistant", "content": "", "refusal": None}), False),
+    (chunk({"role": "assistant", "content": "Hi"}), False),
+    (chunk({"role": "assistant", "content": ""}, "stop"), False),
+    (chunk({"role": "assistant", "content": ""}, error=None), False),
+])
+def test_text_template_derived_from_the_first_chunk(first, derived):
+    dec, out = StreamDecoder(), []
+    dec.feed_datas([first], out)
+    assert (dec._template is not None) is derived
+    if derived:  # the first text chunk already takes the template's path
+        data = chunk({"content": 'a "b" \\ é'})
+        assert data.startswith(dec._template[0]) and data.endswith(dec._template[1])
+        dec.feed_datas([data, chunk({}, "stop"), b"[DONE]"], out)
+        assert out == _decode_by_feed([first, data, chunk({}, "stop"), b"[DONE]"])
+
+
+def test_derived_template_after_thinking_and_tool_blocks():
+    datas = [chunk({"role": "assistant", "content": ""}), chunk({"reasoning_content": "hmm"}),
+             chunk({"content": "a"}),
+             chunk({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}]}),
+             chunk({"content": "b"}), chunk({"content": ""}), chunk({}, "tool_calls"), b"[DONE]",
+             chunk({"content": "after the end"})]
+    dec, out = StreamDecoder(), []
+    dec.feed_datas(datas, out)
+    assert out == _decode_by_feed(datas)
+    assert [type(e).__name__ for e in out].count("BlockStart") == 4
+
+
 def test_feed_datas_when_every_chunk_differs_around_its_text():
     # OpenAI's "obfuscation" field pads each chunk differently: the template never matches.
     datas = [chunk({"content": f"t{i}"}, obfuscation="x" * i) for i in range(10)]

@@ -161,11 +161,15 @@ class StreamDecoder:
         of ``delta.content``. Once such a chunk is seen, its bytes before and after that
         string are kept as a template; a later chunk with the same bytes around one JSON
         string literal means exactly that chunk with other text, so only the literal is
-        parsed. Anything else takes ``feed``'s path."""
+        parsed. Anything else takes ``feed``'s path.
+
+        The template is usually known before the first text chunk: it is the first chunk
+        (``"delta":{"role":"assistant","content":""}``) with ``"role":"assistant",`` taken out
+        of its delta (see ``_derive``). Otherwise it is learned from a text chunk."""
         loads = orjson.loads
         for data in datas:
             tpl = self._template
-            if tpl is not None and self._open is _TEXT:
+            if tpl is not None and not self._ended:
                 head, tail = tpl
                 if data.startswith(head) and data.endswith(tail):
                     try:
@@ -174,6 +178,8 @@ class StreamDecoder:
                         text = None
                     if type(text) is str:
                         if text:
+                            if self._open is not _TEXT:
+                                batch += self._switch(_TEXT, _text_block)
                             batch.append(TextDelta(self._index, text))
                         continue
             if not self._learning or self._ended or data[:1] != b"{":
@@ -184,10 +190,30 @@ class StreamDecoder:
             except orjson.JSONDecodeError:
                 batch += self.feed(None, data)
                 continue
+            first = not self._started
             events = self._chunk(chunk, data)
             batch += events
             if events and type(events[-1]) is TextDelta:
                 self._learn(data, chunk, events[-1].text)
+            elif first and tpl is None:
+                self._derive(data, chunk)
+
+    def _derive(self, data: bytes, chunk: dict) -> None:
+        """The text template from the first chunk, when it is only the role: the same bytes
+        with ``"role":"assistant",`` taken out of the delta are the chunk that brings text
+        ``X`` once ``""`` is replaced by ``X``'s literal. Exact only when nothing in ``data``
+        is escaped (so its one ``"delta"`` is the delta parsed as ``choices[0]``'s)."""
+        choices = chunk.get("choices")
+        if (type(choices) is not list or len(choices) != 1 or type(choices[0]) is not dict
+                or choices[0].get("delta") != _ROLE_DELTA
+                or choices[0].get("finish_reason") is not None
+                or chunk.get("usage") is not None or "error" in chunk
+                or b"\\" in data or data.count(b'"delta"') != 1):
+            return
+        at = data.find(_ROLE_DELTA_BYTES)
+        if at < 0:
+            return
+        self._template = (data[:at] + _CONTENT_KEY, data[at + len(_ROLE_DELTA_BYTES) - 1:])  # from its }
 
     def _learn(self, data: bytes, chunk: dict, text: str) -> None:
         """Keep ``data`` as the template if it is a plain text chunk (one choice whose delta
@@ -307,6 +333,8 @@ class StreamDecoder:
 _TEXT, _THINKING = ("text",), ("thinking",)
 # The only place this can be in a chunk: inside a JSON string its quotes would be escaped.
 _CONTENT_KEY = b'"delta":{"content":'
+_ROLE_DELTA = {"role": "assistant", "content": ""}
+_ROLE_DELTA_BYTES = b'"delta":{"role":"assistant","content":""}'
 
 
 def _string_end(data: bytes, start: int) -> int:
