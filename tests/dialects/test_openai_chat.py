@@ -21,6 +21,7 @@ from modelmart.core.types import (
     Response,
     TextBlock,
     TextDelta,
+    TextRun,
     ThinkingBlock,
     ThinkingDelta,
     Tool,
@@ -854,6 +855,92 @@ def test_derived_template_after_thinking_and_tool_blocks():
     dec.feed_datas(datas, out)
     assert out == _decode_by_feed(datas)
     assert [type(e).__name__ for e in out].count("BlockStart") == 4
+
+
+def _random_stream(rng) -> list[bytes]:
+    texts = ["Hi", "", " there", 'say "hi"', "back\\slash", "é✓", "\u00e9", "\n\t", "\u2028", "a/b"]
+    variants = [
+        lambda: chunk({"content": rng.choice(texts)}),
+        lambda: chunk({"content": rng.choice(texts)}).replace(b'"a/b"', b'"a\\/b"'),  # another escaping
+        lambda: chunk({"content": rng.choice(texts)}).replace("é".encode(), b"\\u00e9"),
+        lambda: chunk({"reasoning_content": "r"}),
+        lambda: chunk({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}]}),
+        lambda: chunk({"content": "x"}, id="other"),
+        lambda: chunk(usage={"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}, choices=False),
+    ]
+    datas = [chunk({"role": "assistant", "content": ""})]
+    datas += [rng.choice(variants)() if rng.random() < 0.3 else chunk({"content": rng.choice(texts)})
+              for _ in range(rng.randint(0, 12))]
+    if rng.random() < 0.8:
+        datas += [chunk({}, rng.choice(["stop", "length"])), b"[DONE]"]
+    return datas
+
+
+def _decode_in_reads(datas: list[bytes], rng, text_runs: bool) -> list[list]:
+    dec, batches, i = StreamDecoder(text_runs), [], 0
+    try:
+        while i < len(datas):
+            n = rng.randint(1, 5)
+            batch: list = []
+            dec.feed_datas(datas[i:i + n], batch)
+            batches.append(batch)
+            i += n
+        batches.append(dec.close())
+    except E.GatewayError as err:
+        batches.append([type(err)])
+    return batches
+
+
+def test_text_runs_are_the_text_deltas_they_stand_for():
+    import random
+
+    rng = random.Random(5)
+    runs_seen = 0
+    for _ in range(2000):
+        datas = _random_stream(rng)
+        seed = rng.random()
+        plain = _decode_in_reads(datas, random.Random(seed), text_runs=False)
+        runs = _decode_in_reads(datas, random.Random(seed), text_runs=True)
+        expanded = []
+        for batch in runs:
+            out = []
+            for ev in batch:
+                if type(ev) is TextRun:
+                    runs_seen += 1
+                    texts = [orjson.loads(lit) for lit in ev.literals]
+                    assert ev.chars == sum(map(len, texts)) and all(texts)
+                    out += [TextDelta(ev.index, t) for t in texts]
+                else:
+                    out.append(ev)
+            expanded.append(out)
+        assert expanded == plain, datas
+    assert runs_seen > 2000
+
+
+def _client_chunks(sse: bytes) -> list:
+    return [orjson.loads(data) for name, data in SSEParser().feed(sse) if data != b"[DONE]"]
+
+
+def test_text_runs_encode_as_the_chunks_of_their_deltas():
+    import random
+
+    rng = random.Random(8)
+    for include_usage in (False, True):
+        for _ in range(500):
+            datas = _random_stream(rng)
+            seed = rng.random()
+            out = {}
+            for text_runs in (False, True):
+                enc = StreamEncoder("alias", include_usage=include_usage)
+                enc.created = 7
+                frames = b""
+                for batch in _decode_in_reads(datas, random.Random(seed), text_runs):
+                    # (a stream that failed ends with its error's class: not an event)
+                    frames += b"".join(enc.event(ev) for ev in batch if not isinstance(ev, type))
+                out[text_runs] = frames
+            assert _client_chunks(out[True]) == _client_chunks(out[False]), datas
+            for c in _client_chunks(out[True]):  # and the OpenAI SDK reads every one
+                ChatCompletionChunk.model_validate(c)
 
 
 def test_feed_datas_when_every_chunk_differs_around_its_text():

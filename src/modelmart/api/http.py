@@ -4,7 +4,7 @@ upstream when the client goes away."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable, Coroutine
 
 import orjson
 
@@ -90,19 +90,34 @@ async def send_stream(
     """Send ``frames`` as a streamed body (SSE, or AWS's event stream). A client disconnect
     stops the producer, which closes ``frames`` (and so the upstream request). Returns False
     when the client went away."""
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", content_type), *STREAM_HEADERS, *_headers(headers)]})
-
-    async def pump() -> None:
+    async def produce() -> None:
+        await send(stream_start(headers, content_type))
         async for frame in frames:
             if frame:
                 await send({"type": "http.response.body", "body": frame, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
+    return await run_stream(receive, scope, produce(), frames.aclose)  # type: ignore[attr-defined]
+
+
+def stream_start(headers: dict[str, str] | None = None,
+                 content_type: bytes = b"text/event-stream; charset=utf-8") -> dict:
+    """The ``http.response.start`` message of a streamed response."""
+    return {"type": "http.response.start", "status": 200,
+            "headers": [(b"content-type", content_type), *STREAM_HEADERS, *_headers(headers)]}
+
+
+async def run_stream(receive: Receive, scope: Scope | None, body: Coroutine[Any, Any, None],
+                     close: Callable[[], Awaitable[None]] | None = None) -> bool:
+    """Run ``body``, a coroutine that sends a whole streamed response itself (from its
+    ``http.response.start`` to the message that ends it: one coroutine rather than an
+    iterator of frames pumped by another, a layer less on every chunk's way), and cancel
+    it if the client goes away. ``close`` (if any) runs after it either way. Returns False
+    when the client went away."""
     watch = (scope or {}).get("extensions", {}).get(DISCONNECT_EXTENSION)
     if watch is not None:
-        return await _pump_watched(pump, frames, watch["watch"], watch.get("task"))
-    return await _pump_with_watcher(pump, frames, receive)
+        return await _run_watched(body, close, watch["watch"], watch.get("task"))
+    return await _run_with_watcher(body, close, receive)
 
 
 # Offered by modelmart's own server (``api/server.py``): ``watch(callback)`` calls
@@ -112,7 +127,7 @@ async def send_stream(
 DISCONNECT_EXTENSION = "modelmart.disconnect"
 
 
-async def _pump_watched(pump, frames, watch, task: asyncio.Task | None) -> bool:
+async def _run_watched(body: Awaitable[None], close, watch, task: asyncio.Task | None) -> bool:
     task = task or asyncio.current_task()
     gone = False
 
@@ -123,7 +138,7 @@ async def _pump_watched(pump, frames, watch, task: asyncio.Task | None) -> bool:
 
     unwatch = watch(on_disconnect)
     try:
-        await pump()
+        await body
         return True
     except asyncio.CancelledError:
         if not gone:
@@ -132,16 +147,17 @@ async def _pump_watched(pump, frames, watch, task: asyncio.Task | None) -> bool:
         return False
     finally:
         unwatch()
-        await frames.aclose()  # type: ignore[attr-defined]
+        if close is not None:
+            await close()
 
 
-async def _pump_with_watcher(pump, frames, receive: Receive) -> bool:
+async def _run_with_watcher(body: Awaitable[None], close, receive: Receive) -> bool:
     """Any ASGI server: a second task waits for ``http.disconnect``."""
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
 
-    producer = asyncio.ensure_future(pump())
+    producer = asyncio.ensure_future(body)
     watcher = asyncio.ensure_future(watch())
     try:
         done, _ = await asyncio.wait({producer, watcher}, return_when=asyncio.FIRST_COMPLETED)
@@ -150,7 +166,8 @@ async def _pump_with_watcher(pump, frames, receive: Receive) -> bool:
             if not task.done():
                 task.cancel()
         await asyncio.gather(producer, watcher, return_exceptions=True)
-        await frames.aclose()  # type: ignore[attr-defined]
+        if close is not None:
+            await close()
     if producer in done and producer.exception() is None:
         return True
     if producer in done and producer.exception() is not None:

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, AsyncIterator
 
 from modelmart.core.errors import GatewayError, InternalError
 from modelmart.core.types import (
-    MessageEnd, MessageStart, StreamEvent, TextDelta, ThinkingDelta, ToolArgsDelta, Usage,
+    MessageEnd, MessageStart, StreamEvent, TextDelta, TextRun, ThinkingDelta, ToolArgsDelta, Usage,
 )
 from modelmart.routing import Routed
 
 from .guard import Call
+from .http import Send
 
 if TYPE_CHECKING:
     from .app import App
@@ -40,6 +41,8 @@ class StreamMeter:
         cls = type(event)
         if cls is TextDelta or cls is ThinkingDelta:
             self.chars += len(event.text)
+        elif cls is TextRun:
+            self.chars += event.chars
         elif cls is ToolArgsDelta:
             self.chars += len(event.partial_json)
         elif cls is MessageEnd:
@@ -63,33 +66,40 @@ class StreamMeter:
         return usage, True
 
 
-async def metered_frames(
-    app: "App", call: Call, first: list[StreamEvent],
+async def send_metered(
+    send: Send, start: dict, app: "App", call: Call, first: list[StreamEvent],
     batches: AsyncIterator[list[StreamEvent]], encoder, msg_id: str, routed: Routed,
-) -> AsyncIterator[bytes]:
-    """One chunk of bytes per batch of events (the events of one upstream read), so the
-    client gets one write where the upstream sent one."""
+) -> None:
+    """Send the streamed response (``start``, its ``http.response.start``, first): one chunk
+    of bytes per batch of events (the events of one upstream read), so the client gets one
+    write where the upstream sent one. Settles the call and closes the upstream however the
+    stream ends, even if the client is gone before the response starts."""
     meter = StreamMeter()
     status, error, http_status = "client_disconnected", None, 499
+    tail = b""
     try:
+        await send(start)
         head = first[0]
         if type(head) is MessageStart:
             # Our request id replaces the upstream's message id; the clock is ours too.
             head.created = head.created or int(time.time())
-        yield _encode(first, encoder, meter, call, msg_id)
+        await send({"type": "http.response.body", "body": _encode(first, encoder, meter, call, msg_id),
+                    "more_body": True})
         async for batch in batches:
-            yield _encode(batch, encoder, meter, call, msg_id)
+            data = _encode(batch, encoder, meter, call, msg_id)
+            if data:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
         routed.finish(True)
         status, http_status = "ok", 200
-        yield encoder.end()
+        tail = encoder.end()
     except GatewayError as err:
         routed.finish(err)
         status, error, http_status = "upstream_failed_mid_stream", err.message, err.status
-        yield encoder.error(err)
+        tail = encoder.error(err)
     except Exception:
         log.exception("stream %s failed", call.rid)
         status, error, http_status = "error", "internal error during the stream", 500
-        yield encoder.error(InternalError("internal error during the stream; see the server log"))
+        tail = encoder.error(InternalError("internal error during the stream; see the server log"))
     finally:
         routed.finish(False)  # closed early (no-op when the outcome is known)
         await batches.aclose()  # type: ignore[attr-defined]
@@ -97,6 +107,8 @@ async def metered_frames(
         app.guard.settle(call, usage=usage, deployment=routed.deployment, attempts=routed.attempts,
                          status=status, http_status=http_status, error=error,
                          ttft_ms=meter.ttft_ms, estimated=estimated)
+    # Only reached when the stream was not cancelled (a client that went away gets nothing).
+    await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
 def _encode(batch: list[StreamEvent], encoder, meter: StreamMeter, call: Call, msg_id: str) -> bytes:
@@ -104,10 +116,10 @@ def _encode(batch: list[StreamEvent], encoder, meter: StreamMeter, call: Call, m
     frames = []
     for event in batch:
         cls = type(event)
-        if cls is TextDelta:  # most events: counted here rather than in meter.observe
+        if cls is TextDelta or cls is TextRun:  # most events: counted here, not in observe
             if meter.ttft_ms is None:
                 meter.ttft_ms = round((time.perf_counter() - call.t0) * 1000, 3)
-            meter.chars += len(event.text)
+            meter.chars += len(event.text) if cls is TextDelta else event.chars
         else:
             if cls is MessageStart:
                 event.id = msg_id

@@ -20,8 +20,8 @@ from modelmart.core.types import Request
 from modelmart.routing import Routed
 
 from .guard import Call
-from .http import Receive, Scope, Send, parse_json, read_body, send_json, send_stream
-from .streaming import metered_frames
+from .http import Receive, Scope, Send, parse_json, read_body, run_stream, send_json, stream_start
+from .streaming import send_metered
 
 if TYPE_CHECKING:
     from .app import App
@@ -36,12 +36,14 @@ class Surface:
     stream_type = b"text/event-stream; charset=utf-8"
 
     def __init__(self, name: str, dialect: ModuleType, id_prefix: str, *,
-                 echoes_request: bool = False) -> None:
+                 echoes_request: bool = False, text_runs: bool = False) -> None:
         self.name = name  # the dialect's name, also ``Request.source``
         self.dialect = dialect
         self.id_prefix = id_prefix
         # The dialect's encoders echo request fields (OpenAI Responses echoes tools etc.).
         self.echoes_request = echoes_request
+        # Its stream encoder takes ``TextRun`` events (``Request.text_runs``).
+        self.text_runs = text_runs
 
     def decode(self, data, params: dict) -> Request:
         return self.dialect.decode_request(data)
@@ -106,6 +108,7 @@ async def handle_chat(app: "App", surface: Surface, scope: Scope, receive: Recei
         app.guard.authenticate(scope, call, body)
         req = surface.decode(parse_json(body), params or {})
         req.source = surface.name
+        req.text_runs = surface.text_runs
         include_usage = bool(req.extra.pop("include_usage", False))
         await app.guard.admit(call, req)
     except GatewayError as err:
@@ -161,7 +164,6 @@ async def _stream(app: "App", surface: Surface, call: Call, req: Request, includ
         return
     encoder = surface.dialect.StreamEncoder(req.model, include_usage=include_usage,
                                             **surface.stream_options(req))
-    frames = metered_frames(app, call, first, batches, encoder, surface.id_prefix + call.rid,
-                            routed)
-    await send_stream(send, receive, frames, _route_headers(call, routed),
-                      content_type=surface.stream_type, scope=scope)
+    start = stream_start(_route_headers(call, routed), surface.stream_type)
+    await run_stream(receive, scope, send_metered(send, start, app, call, first, batches, encoder,
+                                                  surface.id_prefix + call.rid, routed))

@@ -57,7 +57,7 @@ class OpenAIProvider(Provider):
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         return sse_upstream(self.http, self.url, self.wire_headers,
                             lambda: self.body(request, stream=True), self.config,
-                            wire.decode_error, wire.StreamDecoder())
+                            wire.decode_error, wire.StreamDecoder(request.text_runs))
 
     # ---- embeddings -------------------------------------------------------------------
 

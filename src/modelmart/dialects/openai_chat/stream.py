@@ -17,6 +17,7 @@ from modelmart.core.types import (
     StreamEvent,
     TextBlock,
     TextDelta,
+    TextRun,
     ThinkingBlock,
     ThinkingDelta,
     ToolArgsDelta,
@@ -50,6 +51,10 @@ class StreamEncoder:
                 return b""
             return b"".join((self._head or self._make_head(), _TEXT_OPEN, orjson.dumps(ev.text),
                              _TEXT_CLOSE, self._tail))
+        if cls is TextRun:  # a chunk per literal, as the upstream wrote it, in one join
+            opening = (self._head or self._make_head()) + _TEXT_OPEN
+            closing = _TEXT_CLOSE + self._tail
+            return opening + (closing + opening).join(ev.literals) + closing
         if isinstance(ev, MessageStart):
             self.id = ev.id or self.id or new_id("chatcmpl-")
             self.created = ev.created or self.created
@@ -142,6 +147,11 @@ class StreamDecoder:
     _template: tuple[bytes, bytes] | None = None  # see feed_datas
     _learning = 3  # chunks left to try learning it from (some upstreams vary every chunk,
     # e.g. OpenAI's "obfuscation" padding: then there is no template)
+    _runs = False  # template hits become TextRun events
+
+    def __init__(self, text_runs: bool = False) -> None:
+        if text_runs:
+            self._runs = True
 
     def feed(self, event_name: str | None, data: bytes) -> list[StreamEvent]:
         if self._ended:
@@ -172,15 +182,22 @@ class StreamDecoder:
             if tpl is not None and not self._ended:
                 head, tail = tpl
                 if data.startswith(head) and data.endswith(tail):
+                    literal = data[len(head):len(data) - len(tail)]
                     try:
-                        text = loads(data[len(head):len(data) - len(tail)])
+                        text = loads(literal)
                     except orjson.JSONDecodeError:
                         text = None
                     if type(text) is str:
                         if text:
                             if self._open is not _TEXT:
                                 batch += self._switch(_TEXT, _text_block)
-                            batch.append(TextDelta(self._index, text))
+                            if not self._runs:
+                                batch.append(TextDelta(self._index, text))
+                            elif batch and type(run := batch[-1]) is TextRun:
+                                run.literals.append(literal)
+                                run.chars += len(text)
+                            else:
+                                batch.append(TextRun(self._index, [literal], len(text)))
                         continue
             if not self._learning or self._ended or data[:1] != b"{":
                 batch += self.feed(None, data)
