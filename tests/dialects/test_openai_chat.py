@@ -838,11 +838,13 @@ def test_text_template_derived_from_the_first_chunk(first, derived):
     dec, out = StreamDecoder(), []
     dec.feed_datas([first], out)
     assert (dec._template is not None) is derived
-    if derived:  # the first text chunk already takes the template's path
-        data = chunk({"content": 'a "b" \\ é'})
+    if derived:  # the first text chunk already takes the template's path, the last its own
+        data, last = chunk({"content": 'a "b" \\ é'}), chunk({}, "length")
         assert data.startswith(dec._template[0]) and data.endswith(dec._template[1])
-        dec.feed_datas([data, chunk({}, "stop"), b"[DONE]"], out)
-        assert out == _decode_by_feed([first, data, chunk({}, "stop"), b"[DONE]"])
+        assert last.startswith(dec._finish_template[0]) and last.endswith(dec._finish_template[1])
+        dec.feed_datas([data, last, b"[DONE]"], out)
+        assert out == _decode_by_feed([first, data, last, b"[DONE]"])
+        assert out[-1] == MessageEnd("max_tokens", Usage())
 
 
 def test_derived_template_after_thinking_and_tool_blocks():

@@ -145,6 +145,7 @@ class StreamDecoder:
     _saw_tool = False
     _usage: Usage | None = None  # the upstream's final usage, once reported
     _template: tuple[bytes, bytes] | None = None  # see feed_datas
+    _finish_template: tuple[bytes, bytes] | None = None  # see _derive
     _learning = 3  # chunks left to try learning it from (some upstreams vary every chunk,
     # e.g. OpenAI's "obfuscation" padding: then there is no template)
     _runs = False  # template hits become TextRun events
@@ -178,8 +179,10 @@ class StreamDecoder:
         of its delta (see ``_derive``). Otherwise it is learned from a text chunk."""
         loads = orjson.loads
         for data in datas:
+            if self._ended:  # what feed would say
+                continue
             tpl = self._template
-            if tpl is not None and not self._ended:
+            if tpl is not None:
                 head, tail = tpl
                 if data.startswith(head) and data.endswith(tail):
                     literal = data[len(head):len(data) - len(tail)]
@@ -199,7 +202,19 @@ class StreamDecoder:
                             else:
                                 batch.append(TextRun(self._index, [literal], len(text)))
                         continue
-            if not self._learning or self._ended or data[:1] != b"{":
+            tpl = self._finish_template
+            if tpl is not None:
+                head, tail = tpl
+                if data.startswith(head) and data.endswith(tail):
+                    try:
+                        reason = loads(data[len(head):len(data) - len(tail)])
+                    except orjson.JSONDecodeError:
+                        reason = None
+                    if type(reason) is str:
+                        if reason:
+                            self._finish = reason
+                        continue
+            if not self._learning or data[:1] != b"{":
                 batch += self.feed(None, data)
                 continue
             try:
@@ -230,7 +245,14 @@ class StreamDecoder:
         at = data.find(_ROLE_DELTA_BYTES)
         if at < 0:
             return
-        self._template = (data[:at] + _CONTENT_KEY, data[at + len(_ROLE_DELTA_BYTES) - 1:])  # from its }
+        rest = data[at + len(_ROLE_DELTA_BYTES) - 1:]  # from the delta's }
+        self._template = (data[:at] + _CONTENT_KEY, rest)
+        # Likewise the finishing chunk: an empty delta and finish_reason X (not null).
+        if "finish_reason" in choices[0] and data.count(b'"finish_reason"') == 1:
+            end = rest.find(_NO_FINISH)
+            if end >= 0:
+                self._finish_template = (data[:at] + b'"delta":{' + rest[:end] + _NO_FINISH[:-4],
+                                         rest[end + len(_NO_FINISH):])
 
     def _learn(self, data: bytes, chunk: dict, text: str) -> None:
         """Keep ``data`` as the template if it is a plain text chunk (one choice whose delta
@@ -352,6 +374,7 @@ _TEXT, _THINKING = ("text",), ("thinking",)
 _CONTENT_KEY = b'"delta":{"content":'
 _ROLE_DELTA = {"role": "assistant", "content": ""}
 _ROLE_DELTA_BYTES = b'"delta":{"role":"assistant","content":""}'
+_NO_FINISH = b'"finish_reason":null'
 
 
 def _string_end(data: bytes, start: int) -> int:
