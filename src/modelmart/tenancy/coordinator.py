@@ -7,9 +7,12 @@ holds one ``CounterTable``; each request is handled to completion before the nex
 what makes ``try_add`` atomic across workers.
 
 Protocol, one JSON array per line (orjson) in each direction, over a Unix socket:
-request ``[id, op, *args]`` with op ``t`` (try_add), ``m`` (try_add_all), ``a`` (add),
-``g`` (get), ``s`` (seed); reply ``[id, result]`` or ``[id, null, "error"]``. Ids let a client keep many
-requests in flight on its one connection.
+request ``[id, op, *args]`` with op ``t`` (try_add), ``m`` (try_add_all), ``l`` (lease_all),
+``a`` (add), ``g`` (get), ``s`` (seed); reply ``[id, result]`` or ``[id, null, "error"]``. Ids
+let a client keep many requests in flight on its one connection.
+
+``lease_all`` leases at most 1/(``LEASE_DIVISOR`` × connected workers) of a counter's room
+left, so the workers' unused leases together stay a small share of it (see ``limits.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from modelmart.tenancy.counters import CounterTable, Item
 log = logging.getLogger(__name__)
 
 SOCKET_ENV = "MODELMART_COORDINATOR_SOCKET"
+LEASE_DIVISOR = 16
 
 _OPS = {
     "t": CounterTable.try_add,
@@ -74,7 +78,10 @@ class _ServerProtocol(asyncio.Protocol):
         except (orjson.JSONDecodeError, ValueError, TypeError):
             return None
         try:
-            result = _OPS[op](self._table, *args)
+            if op == "l":
+                result = self._table.lease_all(*args, LEASE_DIVISOR * max(1, len(self._connections)))
+            else:
+                result = _OPS[op](self._table, *args)
         except Exception as exc:  # a bad argument must not take the coordinator down
             return orjson.dumps([request_id, None, f"{type(exc).__name__}: {exc}"]) + b"\n"
         return orjson.dumps([request_id, result]) + b"\n"
@@ -230,6 +237,12 @@ class CoordinatorCounters:
     async def try_add_all(self, items: list[Item], ttl: float) -> tuple[bool, list[int]]:
         admitted, values = await self._call("m", items, ttl)
         return admitted, values
+
+    async def lease_all(self, items: list[tuple[str, int, int, int]], ttl: float
+                        ) -> tuple[bool, list[int], list[int]]:
+        """``CounterTable.lease_all``: (admitted, values, leased)."""
+        admitted, values, leased = await self._call("l", items, ttl)
+        return admitted, values, leased
 
     async def add(self, key: str, amount: int, ttl: float) -> int:
         return await self._call("a", key, amount, ttl)
