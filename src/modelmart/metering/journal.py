@@ -24,6 +24,7 @@ from typing import Iterator
 import orjson
 
 from modelmart.store.records import UsageRecord
+from modelmart.store.rows import usage_row_from_json
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,14 @@ _FIELDS = {f.name for f in fields(UsageRecord)}
 def encode(rec: UsageRecord) -> bytes:
     # default=str: an odd value in ``extra`` must not cost the record its durability.
     return orjson.dumps(rec, default=str, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def row(line: bytes) -> tuple:
+    """The ledger row of a journal line (``usage_to_row(decode(line))``, without the record)."""
+    data = orjson.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError("a journal line must be a JSON object")
+    return usage_row_from_json(data)
 
 
 def decode(line: bytes) -> UsageRecord:

@@ -179,17 +179,22 @@ class SqliteStore(SqlStore):
 
     # ledger
     async def insert_usage(self, records: list[UsageRecord]) -> int:
-        if not records:
+        return await self.insert_usage_rows([r.usage_to_row(rec) for rec in records])
+
+    async def insert_usage_rows(self, rows: list[tuple]) -> int:
+        """``insert_usage`` of rows already made (``rows.usage_to_row``), e.g. from journal
+        lines by the ledger writer."""
+        if not rows:
             return 0
 
         def insert(conn):
             before = conn.total_changes
             done = 0
             for size in _USAGE_CHUNKS:
-                while len(records) - done >= size:
+                while len(rows) - done >= size:
                     params = []
-                    for rec in records[done:done + size]:
-                        params.extend(r.usage_to_row(rec))
+                    for row in rows[done:done + size]:
+                        params.extend(row)
                     conn.execute(_insert_usage(size), params)
                     done += size
             return conn.total_changes - before
