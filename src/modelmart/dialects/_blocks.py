@@ -18,14 +18,23 @@ def encode_turns(messages: list[Message], encode_block: Callable[[Block], dict |
     roles to alternate, so empty turns are dropped (they say nothing) and consecutive turns
     of one role merged; ``encode_block`` returns None for a block the API would reject."""
     out: list[dict] = []
+    last = None  # the turn at the end of ``out``
     for msg in messages:
-        blocks = [b for b in (encode_block(block) for block in msg.content) if b is not None]
-        if not blocks:
-            continue
-        if out and out[-1]["role"] == msg.role:
-            out[-1]["content"].extend(blocks)
+        content = msg.content
+        if len(content) == 1:  # most messages: one block, no comprehension to build
+            block = encode_block(content[0])
+            if block is None:
+                continue
+            blocks = [block]
         else:
-            out.append({"role": msg.role, "content": blocks})
+            blocks = [b for b in map(encode_block, content) if b is not None]
+            if not blocks:
+                continue
+        if last is not None and last["role"] == msg.role:
+            last["content"] += blocks
+        else:
+            last = {"role": msg.role, "content": blocks}
+            out.append(last)
     if not out:
         raise InvalidRequest("the request has no message content to send", param="messages")
     return out
