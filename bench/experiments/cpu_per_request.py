@@ -7,6 +7,7 @@ comparing one change; pair runs with ``ab.sh``, since the machine's noise is ±1
 ``BENCH_TARGET=passthrough`` measures the minimal aiohttp pass-through instead, for the ratio
 the issue's target is about (same machine, same minute). ``BENCH_WORKERS=2`` starts that many
 modelmart workers (then only req/s is meaningful: the CPU is the supervisor's).
+``BENCH_NO_RPM=1`` gives the bench's key no rate limit (an ablation: what limits cost).
 """
 
 from __future__ import annotations
