@@ -3,6 +3,7 @@ what they hold, never more than the limit, and exactly the limit when it is smal
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -24,10 +25,12 @@ class Coordinator(MemoryCounters):
 
     async def lease_all(self, items, ttl):
         self.calls += 1
+        await asyncio.sleep(0)  # a round trip: other requests run meanwhile
         return tuple(self.table.lease_all(items, ttl, LEASE_DIVISOR * self.workers))
 
     async def add(self, key, amount, ttl):
         self.calls += 1
+        await asyncio.sleep(0)
         return self.table.add(key, amount, ttl)
 
 
@@ -83,7 +86,7 @@ async def test_large_limits_take_few_round_trips_and_never_admit_more_than_the_l
     key = make_key(key_id=2, rpm=1000)
     a, b = limiters
     first = await admit_all([a], key, 500, T0)
-    held = a._leases[f"rl:k{key.id}:r:{int(T0 // 60)}"][0]
+    held = a._leases.held[f"rl:k{key.id}:r:{int(T0 // 60)}"][0]
     assert first == 500 and 0 < held <= 500 // (2 * LEASE_DIVISOR)
     assert await admit_all([b], key, 1000, T0) == 500 - held
     assert await admit_all([a], key, 1000, T0) == held  # the first worker still has them
@@ -95,8 +98,12 @@ async def test_unused_leases_go_back_when_the_minute_ends():
     assert await admit_all(limiters, key, 7, T0) == 7
     old = f"rl:k{key.id}:r:{int(T0 // 60)}"
     assert table.get(old) > 7  # leased ahead
-    for limiter in limiters:  # each worker's first request of the next minute
-        await limiter.admit(key, None, 0, now=MINUTE + 61)
+    a, b = limiters
+    await a.admit(key, None, 0, now=MINUTE + 61)  # a's first request of the next minute
+    b._leases._expire(int(T0 // 60))  # b's timer at the end of the minute (b is idle)
+    assert not b._leases.held
+    while a._leases.returning or b._leases.returning:
+        await asyncio.sleep(0)
     assert table.get(old) == 7  # the previous minute counts what was admitted
 
 
@@ -105,11 +112,11 @@ async def test_a_refused_request_gives_back_what_it_took_from_the_lease():
     key = make_key(rpm=100_000, tpm=2_000_000)
     await limiter.admit(key, None, 100, now=T0)  # leases tokens (and requests) ahead
     tokens = f"rl:k{key.id}:t:{int(T0 // 60)}"
-    held = limiter._leases[tokens][0]
+    held = limiter._leases.held[tokens][0]
     assert held > 0
     with pytest.raises(RateLimited):  # takes the tokens held, the rest is refused
         await limiter.admit(key, None, 5_000_000, now=T0)
-    assert limiter._leases[tokens][0] == held
+    assert limiter._leases.held[tokens][0] == held
 
 
 async def test_token_settlement_and_headers_with_leases():
@@ -121,4 +128,57 @@ async def test_token_settlement_and_headers_with_leases():
         int(first.headers["x-ratelimit-remaining-tokens"]) - 1000
     await limiter.settle(second, 400)  # 600 fewer than estimated, given back at once
     tokens = f"rl:k{key.id}:t:{int(T0 // 60)}"
-    assert table.get(tokens) == 2000 - 600 + limiter._leases[tokens][0]
+    assert table.get(tokens) == 2000 - 600 + limiter._leases.held[tokens][0]
+
+
+async def test_concurrent_requests_in_one_worker_make_one_trip_at_a_time():
+    table, conns, (a, b) = workers(2)
+    key = make_key(rpm=1000, tpm=100_000)
+    window = int(T0 // 60)
+    results = await asyncio.gather(*(a.admit(key, None, 50, now=T0) for _ in range(300)),
+                                   return_exceptions=True)
+    assert all(not isinstance(r, BaseException) for r in results)
+    requests, tokens = a._leases.held[f"rl:k1:r:{window}"], a._leases.held[f"rl:k1:t:{window}"]
+    # Held at most a lease's worth: 1/32 of what was left, never the sum of many trips.
+    assert requests[0] <= (1000 - 300) // 32 + 32 and tokens[0] <= (100_000 - 15_000) // 32 + 50
+    assert conns[0].calls < 300 // 10
+    # The other worker alone reaches the limits but for what the first one holds.
+    got = await admit_all([b], key, 2000, T0, tokens=50)
+    assert got >= min(700 - requests[0], (85_000 - tokens[0]) // 50) - 1
+
+
+async def test_tight_token_limit_with_many_requests_at_once_is_used_up():
+    # rpm 200 and tpm 20,000 at 100 tokens a request: 200 requests fit, from both workers.
+    _, _, limiters = workers(2)
+    key = make_key(rpm=200, tpm=20_000)
+    rng = random.Random(4)
+    results = await asyncio.gather(*(rng.choice(limiters).admit(key, None, 100, now=T0)
+                                     for _ in range(2000)), return_exceptions=True)
+    admitted = sum(not isinstance(r, BaseException) for r in results)
+    assert 190 <= admitted <= 200
+
+
+class SlowCoordinator(Coordinator):
+    def __init__(self, table, workers):
+        super().__init__(table, workers)
+        self.gate = asyncio.Event()
+
+    async def lease_all(self, items, ttl):
+        await self.gate.wait()
+        return await super().lease_all(items, ttl)
+
+
+async def test_a_lease_granted_after_its_minute_ended_goes_back():
+    table = CounterTable()
+    slow = SlowCoordinator(table, 1)
+    limiter = RateLimiter(slow)
+    key = make_key(rpm=100_000)
+    late = asyncio.ensure_future(limiter.admit(key, None, 0, now=T0))
+    await asyncio.sleep(0)
+    nxt = asyncio.ensure_future(limiter.admit(key, None, 0, now=MINUTE + 61))  # next minute
+    await asyncio.sleep(0)
+    slow.gate.set()
+    await asyncio.gather(late, nxt)
+    while limiter._leases.returning:
+        await asyncio.sleep(0)
+    assert table.get(f"rl:k1:r:{int(T0 // 60)}") == 1  # its lease went back at once

@@ -76,19 +76,25 @@ async def send_metered(
     stream ends, even if the client is gone before the response starts."""
     meter = StreamMeter()
     status, error, http_status = "client_disconnected", None, 499
-    tail = b""
+    tail: bytes | None = b""
+    sending = True  # an exception raised by ``send`` means the client is gone
     try:
         await send(start)
+        sending = False
         head = first[0]
         if type(head) is MessageStart:
             # Our request id replaces the upstream's message id; the clock is ours too.
             head.created = head.created or int(time.time())
-        await send({"type": "http.response.body", "body": _encode(first, encoder, meter, call, msg_id),
-                    "more_body": True})
+        data = _encode(first, encoder, meter, call, msg_id)
+        sending = True
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+        sending = False
         async for batch in batches:
             data = _encode(batch, encoder, meter, call, msg_id)
             if data:
+                sending = True
                 await send({"type": "http.response.body", "body": data, "more_body": True})
+                sending = False
         routed.finish(True)
         status, http_status = "ok", 200
         tail = encoder.end()
@@ -97,9 +103,12 @@ async def send_metered(
         status, error, http_status = "upstream_failed_mid_stream", err.message, err.status
         tail = encoder.error(err)
     except Exception:
-        log.exception("stream %s failed", call.rid)
-        status, error, http_status = "error", "internal error during the stream", 500
-        tail = encoder.error(InternalError("internal error during the stream; see the server log"))
+        if sending:  # a server whose send raises once the client has gone
+            tail = None
+        else:
+            log.exception("stream %s failed", call.rid)
+            status, error, http_status = "error", "internal error during the stream", 500
+            tail = encoder.error(InternalError("internal error during the stream; see the server log"))
     finally:
         routed.finish(False)  # closed early (no-op when the outcome is known)
         await batches.aclose()  # type: ignore[attr-defined]
@@ -108,7 +117,8 @@ async def send_metered(
                          status=status, http_status=http_status, error=error,
                          ttft_ms=meter.ttft_ms, estimated=estimated)
     # Only reached when the stream was not cancelled (a client that went away gets nothing).
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
+    if tail is not None:
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
 def _encode(batch: list[StreamEvent], encoder, meter: StreamMeter, call: Call, msg_id: str) -> bytes:

@@ -10,25 +10,33 @@ All limits of a request (rpm and tpm, per key and per customer) go through one
 ``try_add_all``: all admitted or none, so a refused request consumes no quota.
 
 Leases (``serve --workers``, whose counters live in the coordinator): a round trip to the
-coordinator for every request cost two workers ~15 % of their throughput, so a worker takes
-up to ``LEASE`` requests' worth more than it needs when a counter has room to spare, and
-admits the next requests from what it holds. The coordinator leases at most 1/16 of the
-room left divided among the workers, so a counter near its limit leases nothing and is
-exact; far from it, what the workers hold unused is a small share of the room (a request
-can be refused while that much is still unused). Unused leases go back when the minute ends.
-The ``x-ratelimit-remaining`` headers of a request admitted from a lease are this worker's
-view (the count when it last asked, plus what it handed out since).
+coordinator for every request cost two workers ~15 % of their throughput, so a worker asks
+to hold up to ``LEASE`` times a request's amounts when a counter has room to spare, and
+admits the next requests from what it holds. Leases are charged to the counter when
+granted, so a limit is never exceeded. The coordinator leases at most 1/16 of the room left
+divided among the workers, and a worker makes one trip at a time for a set of counters
+(requests that find its lease short wait for that trip, then look again), so what a worker
+holds unused stays about that share: a counter near its limit leases nothing and is exact;
+far from it, a request can be refused while that much is still unused elsewhere. Unused
+leases go back when the minute ends (a timer in each worker, or its first request of the
+next minute), and a lease granted after its minute ended goes back at once; a worker that
+dies keeps its lease's units counted for the rest of that minute. The
+``x-ratelimit-remaining`` headers of a request admitted from a lease are this worker's view
+(the count when it last asked, plus what it handed out since).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from dataclasses import dataclass, field
 
 from modelmart.core.errors import RateLimited
 from modelmart.store.records import ApiKey
+
+log = logging.getLogger(__name__)
 
 WINDOW = 60.0
 COUNTER_TTL = 2 * WINDOW + 10  # the current minute is read again as "previous" next minute
@@ -85,9 +93,8 @@ class RateLimiter:
         # The limits of a key (and its customer): keys are reloaded, not edited, so their
         # settings are part of the cache key.
         self._limits: dict[tuple, list[_Limit]] = {}
-        # Counter -> [units leased and not handed out yet, the count as this worker sees it]
-        # (only with counters that lease: the workers' coordinator).
-        self._leases: dict[str, list[int]] | None = {} if hasattr(counters, "lease_all") else None
+        # Only with counters that lease: the workers' coordinator.
+        self._leases = _Leases(counters) if hasattr(counters, "lease_all") else None
 
     async def admit(self, key: ApiKey, customer_limits: tuple[int | None, int | None] | None,
                     estimated_tokens: int, now: float | None = None) -> Ticket:
@@ -137,8 +144,6 @@ class RateLimiter:
         if window != self._previous_window:
             self._previous.clear()
             self._previous_window = window
-            if self._leases:
-                await self._return_leases()
         for limit in limits:
             limit.at(window)
         try:
@@ -152,67 +157,9 @@ class RateLimiter:
         if self._leases is None:
             admitted, values = await self._counters.try_add_all(items, COUNTER_TTL)
         else:
-            admitted, values = await self._try_leased(items)
+            admitted, values = await self._leases.try_add_all(items, window, elapsed)
         return [_Outcome(l, a, p, s, admitted, v, l.current)
                 for l, a, p, s, v in zip(limits, amounts, previous, shares, values)]
-
-    async def _try_leased(self, items: list[tuple[str, int, int]]) -> tuple[bool, list[int]]:
-        """``try_add_all`` from this worker's leases when they cover every item, else from
-        the coordinator (what the leases hold counts towards the request, and the reply
-        may lease more)."""
-        leases = self._leases
-        assert leases is not None
-        held = [leases.get(key) for key, _, _ in items]
-        if all(h is not None and h[0] >= amount for h, (_, amount, _) in zip(held, items)):
-            values = []
-            for h, (_, amount, _) in zip(held, items):
-                h[0] -= amount
-                h[1] += amount
-                values.append(h[1])
-            return True, values
-        # Take what is held now (another request may use it while this one waits), ask
-        # for the rest, and give it back if refused.
-        taken = []
-        for h, (_, amount, _) in zip(held, items):
-            take = min(h[0], amount) if h is not None else 0
-            if take:
-                h[0] -= take
-            taken.append(take)
-        admitted = False
-        try:
-            admitted, values, leased = await self._counters.lease_all(
-                [(key, amount - take, limit, amount * LEASE)
-                 for (key, amount, limit), take in zip(items, taken)], COUNTER_TTL)
-        finally:
-            if not admitted:
-                for h, take in zip(held, taken):
-                    if take:
-                        h[0] += take
-        if not admitted:
-            return False, values
-        if leases is not self._leases:  # the minute ended meanwhile: keep nothing of it
-            spare = [(key, n) for (key, _, _), n in zip(items, leased) if n]
-            if spare:
-                await asyncio.gather(*(self._counters.add(key, -n, COUNTER_TTL)
-                                       for key, n in spare))
-            return True, [v - n for v, n in zip(values, leased)]
-        for i, (key, _, _) in enumerate(items):
-            h = leases.get(key)
-            if h is None:
-                h = leases[key] = [0, 0]
-            h[0] += leased[i]
-            h[1] = values[i] - h[0]
-            values[i] = h[1]
-        return True, values
-
-    async def _return_leases(self) -> None:
-        """A new minute: give back what the old one's leases did not hand out, before its
-        count is read as the previous minute's."""
-        leases, self._leases = self._leases, {}
-        unused = [(key, h[0]) for key, h in (leases or {}).items() if h[0] > 0]
-        if unused:
-            await asyncio.gather(*(self._counters.add(key, -left, COUNTER_TTL)
-                                   for key, left in unused))
 
     async def _previous_counts(self, counters: list[str], elapsed: float) -> list[int]:
         missing = [c for c in counters if c not in self._previous]
@@ -221,9 +168,132 @@ class RateLimiter:
         else:
             values = await asyncio.gather(*(self._counters.get(c) for c in missing))
         fresh = dict(zip(missing, values))
-        if elapsed >= SETTLE_DELAY:
+        if elapsed >= SETTLE_DELAY and not (self._leases and self._leases.returning):
             self._previous.update(fresh)
         return [fresh[c] if c in fresh else self._previous[c] for c in counters]
+
+
+class _Leases:
+    """One worker's leases of the current minute's counters (see the module docstring)."""
+
+    def __init__(self, counters) -> None:
+        self._counters = counters
+        self.window = -1  # the minute ``held`` is of
+        # counter -> [units leased and not handed out yet, the count as this worker sees it]
+        self.held: dict[str, list[int]] = {}
+        self._asking: dict[tuple[str, ...], asyncio.Event] = {}  # trips under way, by counters
+        self._timer: asyncio.TimerHandle | None = None
+        self._returns: set[asyncio.Task] = set()
+
+    @property
+    def returning(self) -> bool:
+        """Unused leases are on their way back (a count read now may still hold them)."""
+        return bool(self._returns)
+
+    async def try_add_all(self, items: list[tuple[str, int, int]], window: int,
+                          elapsed: float) -> tuple[bool, list[int]]:
+        """``try_add_all`` from what this worker holds when that covers every item, else
+        from the coordinator: one trip at a time for a set of counters (the others wait for
+        it, then look again), counting what is held towards the request and asking to hold
+        up to ``LEASE`` times the request's amounts afterwards."""
+        if window > self.window:
+            self._roll(window)
+        keys = tuple(key for key, _, _ in items)
+        while True:
+            got = [self.held.get(key) for key in keys] if window == self.window else [None] * len(keys)
+            if all(h is not None and h[0] >= amount and h[1] + amount <= limit
+                   for h, (_, amount, limit) in zip(got, items)):
+                values = []
+                for h, (_, amount, _) in zip(got, items):
+                    h[0] -= amount
+                    h[1] += amount
+                    values.append(h[1])
+                return True, values
+            asking = self._asking.get(keys)
+            if asking is None:
+                break
+            await asking.wait()
+        asking = self._asking[keys] = asyncio.Event()
+        try:
+            return await self._ask(items, got, window, elapsed)
+        finally:
+            del self._asking[keys]
+            asking.set()
+
+    async def _ask(self, items, got, window: int, elapsed: float) -> tuple[bool, list[int]]:
+        taken = []
+        for h, (_, amount, _) in zip(got, items):
+            take = min(h[0], amount) if h is not None else 0
+            if take:
+                h[0] -= take  # this request's now, whoever else looks meanwhile
+            taken.append(take)
+        asks = [(key, amount - take, limit, max(0, amount * LEASE - (h[0] if h else 0)))
+                for (key, amount, limit), take, h in zip(items, taken, got)]
+        admitted = False
+        try:
+            admitted, values, leased = await self._counters.lease_all(asks, COUNTER_TTL)
+        finally:
+            if not admitted:  # refused, or no answer: what was taken is held again
+                self._keep(window, [(key, take) for (key, _, _), take in zip(items, taken)])
+        if not admitted:
+            return False, values
+        self._keep(window, [(key, n) for (key, _, _), n in zip(items, leased)])
+        if window == self.window:
+            out = []
+            for (key, _, _), v in zip(items, values):
+                h = self.held.get(key)
+                if h is None:
+                    h = self.held[key] = [0, 0]
+                h[1] = v - h[0]
+                out.append(h[1])
+            if any(leased) and self._timer is None:  # give them back when the minute ends
+                self._timer = asyncio.get_running_loop().call_later(
+                    WINDOW - elapsed + 0.05, self._expire, window)
+            return True, out
+        return True, [v - n for v, n in zip(values, leased)]
+
+    def _keep(self, window: int, units: list[tuple[str, int]]) -> None:
+        """Hold ``units`` of the counters, or give them back if their minute is over."""
+        if window == self.window:
+            for key, n in units:
+                if n:
+                    h = self.held.get(key)
+                    if h is None:
+                        h = self.held[key] = [0, 0]
+                    h[0] += n
+        else:
+            self._give_back(units)
+
+    def _roll(self, window: int) -> None:
+        """A new minute: what the old one's leases did not hand out goes back."""
+        old, self.held, self.window = self.held, {}, window
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._give_back([(key, h[0]) for key, h in old.items()])
+
+    def _expire(self, window: int) -> None:
+        self._timer = None
+        if self.window == window:  # no request of the next minute has rolled them yet
+            self._roll(window + 1)
+
+    def _give_back(self, units: list[tuple[str, int]]) -> None:
+        units = [(key, n) for key, n in units if n > 0]
+        if not units:
+            return
+        counters = self._counters
+
+        async def give_back() -> None:
+            await asyncio.gather(*(counters.add(key, -n, COUNTER_TTL) for key, n in units))
+
+        task = asyncio.ensure_future(give_back())
+        self._returns.add(task)
+        task.add_done_callback(self._returned)
+
+    def _returned(self, task: asyncio.Task) -> None:
+        self._returns.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("giving back unused rate-limit leases failed: %s", task.exception())
 
 
 def _limit_specs(key: ApiKey, customer_limits) -> list[tuple[str, str, str, int]]:
