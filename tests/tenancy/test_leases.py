@@ -182,3 +182,72 @@ async def test_a_lease_granted_after_its_minute_ended_goes_back():
     while limiter._leases.returning:
         await asyncio.sleep(0)
     assert table.get(f"rl:k1:r:{int(T0 // 60)}") == 1  # its lease went back at once
+
+
+async def test_a_request_keeps_the_minute_it_started_in():
+    # A request of the end of a minute waiting for the previous minute's count, while one
+    # of the next minute switches the key's shared limits: the first still counts in its own
+    # minute (which is full), not in the next one against the older minute's share.
+    class SlowGet(MemoryCounters):
+        async def get(self, key):
+            for _ in range(3):
+                await asyncio.sleep(0)
+            return await super().get(key)
+
+    first, second = MemoryCounters(), SlowGet()
+    second.table = first.table
+    a, b = RateLimiter(first), RateLimiter(second)
+    key = make_key(rpm=10)
+    assert await admit_all([a], key, 10, MINUTE + 59.0) == 10
+    late = asyncio.ensure_future(b.admit(key, None, 0, now=MINUTE + 59.999))
+    await asyncio.sleep(0)
+    early = asyncio.ensure_future(b.admit(key, None, 0, now=MINUTE + 60.001))
+    results = await asyncio.gather(late, early, return_exceptions=True)
+    assert all(isinstance(r, RateLimited) for r in results), results
+
+
+class FailingCoordinator(Coordinator):
+    async def lease_all(self, items, ttl):
+        self.calls += 1
+        await asyncio.sleep(0.01)
+        raise TimeoutError("coordinator did not answer in time")
+
+
+async def test_requests_waiting_for_a_trip_that_fails_fail_with_it():
+    conn = FailingCoordinator(CounterTable(), 1)
+    limiter = RateLimiter(conn)
+    key = make_key(rpm=100_000)
+    results = await asyncio.gather(*(limiter.admit(key, None, 0, now=T0) for _ in range(10)),
+                                   return_exceptions=True)
+    assert all(isinstance(r, TimeoutError) for r in results)
+    assert conn.calls == 1  # one failed trip, not ten in a row
+    assert not limiter._leases._asking and not limiter._leases._asked
+
+
+async def test_keys_of_one_customer_share_what_is_asked_for_its_counter():
+    table, _, (a, b) = workers(2)
+    keys = [make_key(key_id=i, rpm=100_000) for i in range(1, 41)]
+    customer = (10_000, None)
+    results = await asyncio.gather(*(a.admit(k, customer, 0, now=T0) for k in keys))
+    assert len(results) == 40
+    held = a._leases.held[f"rl:c7:r:{int(T0 // 60)}"][0]
+    assert held <= 2 * 32  # not 40 keys' worth of leases of the customer's counter
+
+
+async def test_a_request_cancelled_during_its_trip_leaves_what_it_was_granted_held():
+    table = CounterTable()
+    slow = SlowCoordinator(table, 1)
+    limiter = RateLimiter(slow)
+    key = make_key(rpm=100_000)
+    request = asyncio.ensure_future(limiter.admit(key, None, 0, now=T0))
+    await asyncio.sleep(0)
+    request.cancel()
+    await asyncio.sleep(0)
+    slow.gate.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert request.cancelled()
+    counter = f"rl:k1:r:{int(T0 // 60)}"
+    assert table.get(counter) == limiter._leases.held[counter][0] > 1  # nothing lost
+    await limiter.admit(key, None, 0, now=T0)  # and the next request is served from it
+    assert slow.calls == 1

@@ -15,12 +15,16 @@ to hold up to ``LEASE`` times a request's amounts when a counter has room to spa
 admits the next requests from what it holds. Leases are charged to the counter when
 granted, so a limit is never exceeded. The coordinator leases at most 1/16 of the room left
 divided among the workers, and a worker makes one trip at a time for a set of counters
-(requests that find its lease short wait for that trip, then look again), so what a worker
-holds unused stays about that share: a counter near its limit leases nothing and is exact;
+(requests that find its lease short wait for that trip, then look again; if it fails, they
+fail with it) and asks only to top its holding up, counting what other trips under way have
+asked for (keys of one customer share its counters), so what a worker holds unused stays
+about that share: a counter near its limit leases nothing and is exact;
 far from it, a request can be refused while that much is still unused elsewhere. Unused
 leases go back when the minute ends (a timer in each worker, or its first request of the
-next minute), and a lease granted after its minute ended goes back at once; a worker that
-dies keeps its lease's units counted for the rest of that minute. The
+next minute), and a lease granted after its minute ended goes back at once. A trip's answer
+is filed even if its request was cancelled meanwhile (the request's units are then held
+too); a worker that dies, or a trip that gets no answer, leaves what was leased counted for
+the rest of that minute. The
 ``x-ratelimit-remaining`` headers of a request admitted from a lease are this worker's view
 (the count when it last asked, plus what it handed out since).
 """
@@ -54,14 +58,16 @@ class _Limit:
     who: str  # "key mm-abc1234" / "customer acme", for messages
     ident: str  # counter id: "k12" / "c3"
     limit: int
-    window: int = -1  # the minute ``current`` and ``previous`` are the counters of
-    current: str = ""
-    previous: str = ""
+    window: int = -1  # the minute ``names`` are of
+    names: tuple[str, str] = ("", "")
 
-    def at(self, window: int) -> None:
+    def at(self, window: int) -> tuple[str, str]:
+        """The counters of minute ``window`` and of the one before. A request keeps them
+        (a limit is shared by concurrent requests, which may be in different minutes)."""
         if window != self.window:
             tag = f"rl:{self.ident}:{self.unit[0]}:"
-            self.window, self.current, self.previous = window, f"{tag}{window}", f"{tag}{window - 1}"
+            self.window, self.names = window, (f"{tag}{window}", f"{tag}{window - 1}")
+        return self.names
 
 
 @dataclass(slots=True)
@@ -144,22 +150,21 @@ class RateLimiter:
         if window != self._previous_window:
             self._previous.clear()
             self._previous_window = window
-        for limit in limits:
-            limit.at(window)
+        names = [limit.at(window) for limit in limits]  # before any await
         try:
-            previous = [self._previous[l.previous] for l in limits]  # closed minutes, once settled
+            previous = [self._previous[n[1]] for n in names]  # closed minutes, once settled
         except KeyError:
-            previous = await self._previous_counts([l.previous for l in limits], elapsed)
+            previous = await self._previous_counts([n[1] for n in names], elapsed)
         weight = 1.0 - elapsed / WINDOW
         amounts = [1 if l.unit == "requests" else tokens for l in limits]
         shares = [math.ceil(p * weight) for p in previous]
-        items = [(l.current, a, l.limit - s) for l, a, s in zip(limits, amounts, shares)]
+        items = [(n[0], a, l.limit - s) for n, l, a, s in zip(names, limits, amounts, shares)]
         if self._leases is None:
             admitted, values = await self._counters.try_add_all(items, COUNTER_TTL)
         else:
             admitted, values = await self._leases.try_add_all(items, window, elapsed)
-        return [_Outcome(l, a, p, s, admitted, v, l.current)
-                for l, a, p, s, v in zip(limits, amounts, previous, shares, values)]
+        return [_Outcome(l, a, p, s, admitted, v, n[0])
+                for n, l, a, p, s, v in zip(names, limits, amounts, previous, shares, values)]
 
     async def _previous_counts(self, counters: list[str], elapsed: float) -> list[int]:
         missing = [c for c in counters if c not in self._previous]
@@ -181,7 +186,10 @@ class _Leases:
         self.window = -1  # the minute ``held`` is of
         # counter -> [units leased and not handed out yet, the count as this worker sees it]
         self.held: dict[str, list[int]] = {}
-        self._asking: dict[tuple[str, ...], asyncio.Event] = {}  # trips under way, by counters
+        # Trips under way, by the counters they are for, and the spare asked for by counter
+        # (requests of several keys share their customer's counters).
+        self._asking: dict[tuple[str, ...], asyncio.Future] = {}
+        self._asked: dict[str, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._returns: set[asyncio.Task] = set()
 
@@ -194,8 +202,8 @@ class _Leases:
                           elapsed: float) -> tuple[bool, list[int]]:
         """``try_add_all`` from what this worker holds when that covers every item, else
         from the coordinator: one trip at a time for a set of counters (the others wait for
-        it, then look again), counting what is held towards the request and asking to hold
-        up to ``LEASE`` times the request's amounts afterwards."""
+        it, then look again; if it fails, they fail with it), counting what is held towards
+        the request and asking to hold up to ``LEASE`` times the request's amounts."""
         if window > self.window:
             self._roll(window)
         keys = tuple(key for key, _, _ in items)
@@ -212,45 +220,88 @@ class _Leases:
             asking = self._asking.get(keys)
             if asking is None:
                 break
-            await asking.wait()
-        asking = self._asking[keys] = asyncio.Event()
+            await asyncio.shield(asking)  # raises what the trip raised
+        loop = asyncio.get_running_loop()
+        asking = self._asking[keys] = loop.create_future()
+        asking.add_done_callback(_retrieved)
         try:
-            return await self._ask(items, got, window, elapsed)
+            result = await self._ask(items, got, window, elapsed, loop)
+        except BaseException as exc:
+            if not asking.done():
+                if isinstance(exc, Exception):
+                    asking.set_exception(exc)
+                else:  # cancelled: the others try for themselves
+                    asking.set_result(None)
+            raise
         finally:
             del self._asking[keys]
-            asking.set()
+            if not asking.done():
+                asking.set_result(None)
+        return result
 
-    async def _ask(self, items, got, window: int, elapsed: float) -> tuple[bool, list[int]]:
+    async def _ask(self, items, got, window: int, elapsed: float,
+                   loop: asyncio.AbstractEventLoop) -> tuple[bool, list[int]]:
+        started = loop.time()
         taken = []
         for h, (_, amount, _) in zip(got, items):
             take = min(h[0], amount) if h is not None else 0
             if take:
                 h[0] -= take  # this request's now, whoever else looks meanwhile
             taken.append(take)
-        asks = [(key, amount - take, limit, max(0, amount * LEASE - (h[0] if h else 0)))
-                for (key, amount, limit), take, h in zip(items, taken, got)]
-        admitted = False
+        asked = self._asked
+        asks = []
+        for (key, amount, limit), take, h in zip(items, taken, got):
+            spare = 0
+            if window == self.window:  # a late request of a past minute keeps nothing
+                spare = max(0, amount * LEASE - (h[0] if h else 0) - asked.get(key, 0))
+                asked[key] = asked.get(key, 0) + spare
+            asks.append((key, amount - take, limit, spare))
+        # A task of its own, so that a request cancelled meanwhile still files the answer.
+        trip = asyncio.ensure_future(self._counters.lease_all(asks, COUNTER_TTL))
+        abandoned: list[bool] = []
+        trip.add_done_callback(lambda t: self._answered(t, items, asks, taken, window, abandoned))
         try:
-            admitted, values, leased = await self._counters.lease_all(asks, COUNTER_TTL)
-        finally:
-            if not admitted:  # refused, or no answer: what was taken is held again
-                self._keep(window, [(key, take) for (key, _, _), take in zip(items, taken)])
+            admitted, values, leased = await asyncio.shield(trip)
+        except asyncio.CancelledError:
+            abandoned.append(True)
+            raise
         if not admitted:
             return False, values
-        self._keep(window, [(key, n) for (key, _, _), n in zip(items, leased)])
         if window == self.window:
             out = []
             for (key, _, _), v in zip(items, values):
-                h = self.held.get(key)
-                if h is None:
-                    h = self.held[key] = [0, 0]
+                h = self.held.get(key) or self.held.setdefault(key, [0, 0])
                 h[1] = v - h[0]
                 out.append(h[1])
             if any(leased) and self._timer is None:  # give them back when the minute ends
-                self._timer = asyncio.get_running_loop().call_later(
-                    WINDOW - elapsed + 0.05, self._expire, window)
+                delay = WINDOW - elapsed - (loop.time() - started) + 0.05
+                self._timer = loop.call_later(max(0.0, delay), self._expire, window)
             return True, out
         return True, [v - n for v, n in zip(values, leased)]
+
+    def _answered(self, trip: asyncio.Future, items, asks, taken, window: int,
+                  abandoned: list[bool]) -> None:
+        """File a trip's answer, whether or not its request is still waiting for it: what
+        was leased is held (or given back if its minute is over); if refused, or if the
+        request was cancelled, what it took and what it was granted are held again; with
+        no answer, what was taken is held again (what the coordinator may have charged is
+        lost for the rest of the minute)."""
+        for key, _, _, spare in asks:
+            left = self._asked.get(key, 0) - spare
+            if left > 0:
+                self._asked[key] = left
+            else:
+                self._asked.pop(key, None)
+        if trip.cancelled() or trip.exception() is not None:
+            self._keep(window, [(key, take) for (key, _, _), take in zip(items, taken)])
+            return
+        admitted, _, leased = trip.result()
+        if not admitted:
+            self._keep(window, [(key, take) for (key, _, _), take in zip(items, taken)])
+        elif abandoned:  # granted to a request that is gone: all of it is held
+            self._keep(window, [(key, amount + n) for (key, amount, _), n in zip(items, leased)])
+        else:
+            self._keep(window, [(key, n) for (key, _, _), n in zip(items, leased)])
 
     def _keep(self, window: int, units: list[tuple[str, int]]) -> None:
         """Hold ``units`` of the counters, or give them back if their minute is over."""
@@ -294,6 +345,11 @@ class _Leases:
         self._returns.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("giving back unused rate-limit leases failed: %s", task.exception())
+
+
+def _retrieved(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()  # a failed trip nobody waited for is not an unhandled error
 
 
 def _limit_specs(key: ApiKey, customer_limits) -> list[tuple[str, str, str, int]]:
