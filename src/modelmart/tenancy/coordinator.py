@@ -11,8 +11,9 @@ request ``[id, op, *args]`` with op ``t`` (try_add), ``m`` (try_add_all), ``l`` 
 ``a`` (add), ``g`` (get), ``s`` (seed); reply ``[id, result]`` or ``[id, null, "error"]``. Ids
 let a client keep many requests in flight on its one connection.
 
-``lease_all`` leases at most 1/(``LEASE_DIVISOR`` × connected workers) of a counter's room
-left, so the workers' unused leases together stay a small share of it (see ``limits.py``).
+``lease_all`` leases a worker at most 1/(``LEASE_DIVISOR`` × connected workers) of a
+counter's room left, counting what it already holds, so the workers' unused leases together
+stay a small share of it (see ``limits.py``).
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ class CoordinatorCounters:
         admitted, values = await self._call("m", items, ttl)
         return admitted, values
 
-    async def lease_all(self, items: list[tuple[str, int, int, int]], ttl: float
+    async def lease_all(self, items: list[tuple[str, int, int, int, int]], ttl: float
                         ) -> tuple[bool, list[int], list[int]]:
         """``CounterTable.lease_all``: (admitted, values, leased)."""
         admitted, values, leased = await self._call("l", items, ttl)

@@ -73,15 +73,16 @@ class CounterTable:
         return True, [c + amount for c, (_, amount, _) in zip(current, items)]
 
     def lease_all(self, items: list[list], ttl: float, divisor: int = 1) -> list:
-        """``try_add_all`` of ``(key, amount, limit, spare)`` items, and when admitted, up to
-        ``spare`` more of each as a lease (``[admitted, values, leased]``): what the holder
-        may hand out itself, at most 1/``divisor`` of the room that is left, so that near
-        its limit a counter leases nothing and stays exact."""
-        admitted, values = self.try_add_all([(k, a, lim) for k, a, lim, _ in items], ttl)
+        """``try_add_all`` of ``(key, amount, limit, spare, held)`` items, and when admitted,
+        up to ``spare`` more of each as a lease (``[admitted, values, leased]``): what the
+        holder may hand out itself. With what it already ``held``, a holder's lease is at
+        most 1/``divisor`` of the room that is left, so that near its limit a counter
+        leases nothing and stays exact."""
+        admitted, values = self.try_add_all([(k, a, lim) for k, a, lim, _, _ in items], ttl)
         leased = [0] * len(items)
         if admitted:
-            for i, (key, _, limit, spare) in enumerate(items):
-                extra = min(spare, (limit - values[i]) // divisor)
+            for i, (key, _, limit, spare, held) in enumerate(items):
+                extra = min(spare, (limit - values[i]) // divisor - held)
                 if extra > 0:
                     values[i] = self.add(key, extra, ttl)
                     leased[i] = extra

@@ -12,13 +12,14 @@ All limits of a request (rpm and tpm, per key and per customer) go through one
 Leases (``serve --workers``, whose counters live in the coordinator): a round trip to the
 coordinator for every request cost two workers ~15 % of their throughput, so a worker asks
 to hold up to ``LEASE`` times a request's amounts when a counter has room to spare, and
-admits the next requests from what it holds. Leases are charged to the counter when
-granted, so a limit is never exceeded. The coordinator leases at most 1/16 of the room left
-divided among the workers, and a worker makes one trip at a time for a set of counters
-(requests that find its lease short wait for that trip, then look again; if it fails, they
-fail with it) and asks only to top its holding up, counting what other trips under way have
-asked for (keys of one customer share its counters), so what a worker holds unused stays
-about that share: a counter near its limit leases nothing and is exact;
+admits the next requests from what it holds; it tops the lease up in the background when
+half of it is gone, and doubles its size (up to ``MAX_LEASE``) whenever requests had to
+wait for a trip. Leases are charged to the counter when granted, so a limit is never
+exceeded. The coordinator lets a worker hold at most 1/16 of the room left divided among
+the workers (counting what it already holds), and a worker makes one trip at a time for a
+set of counters (requests that find its lease short wait for that trip, then look again; if
+it fails, they fail with it), counting what other trips under way have asked for (keys of
+one customer share its counters): a counter near its limit leases nothing and is exact;
 far from it, a request can be refused while that much is still unused elsewhere. Unused
 leases go back when the minute ends (a timer in each worker, or its first request of the
 next minute), and a lease granted after its minute ended goes back at once. A trip's answer
@@ -47,7 +48,8 @@ COUNTER_TTL = 2 * WINDOW + 10  # the current minute is read again as "previous" 
 # A previous minute read this long after it closed is final (stragglers from other replicas
 # have landed), so it can be cached for the rest of the minute.
 SETTLE_DELAY = 2.0
-LEASE = 32  # a lease: up to this many times what the request needs
+LEASE = 32  # a lease: up to this many times what the request needs, at first
+MAX_LEASE = 1024  # ... and at most, for a worker with that many requests at once
 
 
 @dataclass(slots=True)
@@ -192,6 +194,11 @@ class _Leases:
         self._asked: dict[str, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._returns: set[asyncio.Task] = set()
+        self._refills: set[asyncio.Task] = set()
+        # How much a set of counters leases, in request amounts: ``LEASE`` at first, doubled
+        # (up to ``MAX_LEASE``) each time requests had to wait for a trip.
+        self._want: dict[tuple[str, ...], int] = {}
+        self._short: set[tuple[str, ...]] = set()
 
     @property
     def returning(self) -> bool:
@@ -212,20 +219,47 @@ class _Leases:
             if all(h is not None and h[0] >= amount and h[1] + amount <= limit
                    for h, (_, amount, limit) in zip(got, items)):
                 values = []
+                low = False
+                half = self._want.get(keys, LEASE) // 2
                 for h, (_, amount, _) in zip(got, items):
                     h[0] -= amount
                     h[1] += amount
                     values.append(h[1])
+                    low = low or h[0] < amount * half
+                if low and keys not in self._asking:  # top up before it runs out
+                    self._refill(keys, items, window, elapsed)
                 return True, values
             asking = self._asking.get(keys)
             if asking is None:
                 break
+            self._short.add(keys)  # demand outran the lease: the next trip asks for more
             await asyncio.shield(asking)  # raises what the trip raised
-        loop = asyncio.get_running_loop()
-        asking = self._asking[keys] = loop.create_future()
+        return await self._trip(keys, self._asked_for(keys), items, got, window, elapsed)
+
+    def _asked_for(self, keys: tuple[str, ...]) -> asyncio.Future:
+        """Mark a trip for ``keys`` as under way: requests short of them wait for it."""
+        asking = self._asking[keys] = asyncio.get_running_loop().create_future()
         asking.add_done_callback(_retrieved)
+        return asking
+
+    def _refill(self, keys, items, window: int, elapsed: float) -> None:
+        """A trip for the lease alone (no request's amounts), in the background, while the
+        worker still admits from what it holds: requests need not wait for a trip."""
+        task = asyncio.ensure_future(self._trip(keys, self._asked_for(keys), items, None,
+                                                window, elapsed))
+        self._refills.add(task)  # kept referenced until done; failures go to the waiters
+        task.add_done_callback(self._refilled)
+
+    def _refilled(self, task: asyncio.Task) -> None:
+        self._refills.discard(task)
+        if not task.cancelled():
+            task.exception()  # the waiters, if any, got it
+
+    async def _trip(self, keys, asking: asyncio.Future, items, got, window: int,
+                    elapsed: float) -> tuple[bool, list[int]]:
+        loop = asyncio.get_running_loop()
         try:
-            result = await self._ask(items, got, window, elapsed, loop)
+            result = await self._ask(keys, items, got, window, elapsed, loop)
         except BaseException as exc:
             if not asking.done():
                 if isinstance(exc, Exception):
@@ -239,12 +273,19 @@ class _Leases:
                 asking.set_result(None)
         return result
 
-    async def _ask(self, items, got, window: int, elapsed: float,
+    async def _ask(self, keys, items, got, window: int, elapsed: float,
                    loop: asyncio.AbstractEventLoop) -> tuple[bool, list[int]]:
         started = loop.time()
+        want = self._want.get(keys, LEASE)
+        if keys in self._short:  # requests waited for the last trip: lease more
+            self._short.discard(keys)
+            want = self._want[keys] = min(MAX_LEASE, 2 * want)
+        refill = got is None  # for the lease alone: ``items`` only size it
+        if refill:
+            got = [self.held.get(key) for key, _, _ in items]
         taken = []
         for h, (_, amount, _) in zip(got, items):
-            take = min(h[0], amount) if h is not None else 0
+            take = min(h[0], amount) if h is not None and not refill else 0
             if take:
                 h[0] -= take  # this request's now, whoever else looks meanwhile
             taken.append(take)
@@ -253,9 +294,9 @@ class _Leases:
         for (key, amount, limit), take, h in zip(items, taken, got):
             spare = 0
             if window == self.window:  # a late request of a past minute keeps nothing
-                spare = max(0, amount * LEASE - (h[0] if h else 0) - asked.get(key, 0))
+                spare = max(0, amount * want - (h[0] if h else 0) - asked.get(key, 0))
                 asked[key] = asked.get(key, 0) + spare
-            asks.append((key, amount - take, limit, spare))
+            asks.append((key, 0 if refill else amount - take, limit, spare, h[0] if h else 0))
         # A task of its own, so that a request cancelled meanwhile still files the answer.
         trip = asyncio.ensure_future(self._counters.lease_all(asks, COUNTER_TTL))
         abandoned: list[bool] = []
@@ -286,7 +327,7 @@ class _Leases:
         request was cancelled, what it took and what it was granted are held again; with
         no answer, what was taken is held again (what the coordinator may have charged is
         lost for the rest of the minute)."""
-        for key, _, _, spare in asks:
+        for key, _, _, spare, _ in asks:
             left = self._asked.get(key, 0) - spare
             if left > 0:
                 self._asked[key] = left
@@ -298,8 +339,9 @@ class _Leases:
         admitted, _, leased = trip.result()
         if not admitted:
             self._keep(window, [(key, take) for (key, _, _), take in zip(items, taken)])
-        elif abandoned:  # granted to a request that is gone: all of it is held
-            self._keep(window, [(key, amount + n) for (key, amount, _), n in zip(items, leased)])
+        elif abandoned:  # granted to a request that is gone: all it was given is held
+            self._keep(window, [(key, take + asked + n)
+                                for (key, asked, _, _, _), take, n in zip(asks, taken, leased)])
         else:
             self._keep(window, [(key, n) for (key, _, _), n in zip(items, leased)])
 
@@ -318,6 +360,7 @@ class _Leases:
     def _roll(self, window: int) -> None:
         """A new minute: what the old one's leases did not hand out goes back."""
         old, self.held, self.window = self.held, {}, window
+        self._want, self._short = {}, set()  # the new minute's counters start afresh
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
