@@ -268,3 +268,22 @@ async def test_a_request_cancelled_during_its_trip_leaves_what_it_was_granted_he
     assert table.get(counter) == limiter._leases.held[counter][0] > 1  # nothing lost
     await limiter.admit(key, None, 0, now=T0)  # and the next request is served from it
     assert slow.calls == 1
+
+
+async def test_a_lease_is_topped_up_before_it_runs_out_and_grows_with_demand():
+    table, conns, (a,) = workers(1)
+    key = make_key(rpm=1_000_000)
+    counter, keys = f"rl:k1:r:{int(T0 // 60)}", (f"rl:k1:r:{int(T0 // 60)}",)
+    await a.admit(key, None, 0, now=T0)  # the first trip: 1 + 32 leased
+    assert a._leases.held[counter][0] == 32
+    for _ in range(17):  # down to 15, under half: a top-up starts, nobody waits
+        await a.admit(key, None, 0, now=T0)
+    assert a._leases._refills and keys in a._leases._asking
+    await quiet(a)
+    assert a._leases.held[counter][0] == 32 and not a._leases._short
+    assert a._leases._want.get(keys, LEASE) == LEASE
+    # Many requests at once outrun the lease: they wait, and the next trips ask for more.
+    await asyncio.gather(*(a.admit(key, None, 0, now=T0) for _ in range(500)))
+    assert a._leases._want[keys] > LEASE
+    await quiet(a)
+    assert table.get(counter) == 1 + 17 + 500 + a._leases.held[counter][0]
