@@ -287,3 +287,39 @@ async def test_a_lease_is_topped_up_before_it_runs_out_and_grows_with_demand():
     assert a._leases._want[keys] > LEASE
     await quiet(a)
     assert table.get(counter) == 1 + 17 + 500 + a._leases.held[counter][0]
+
+
+async def test_near_its_cap_a_worker_does_not_top_up_at_every_request():
+    # 8 workers: a worker may hold ~2,000/128 = 15, under half of 32; topping up whenever
+    # fewer than 16 are held would make a trip at nearly every request.
+    _, conns, (a, *_) = workers(8)
+    key = make_key(rpm=2000)
+    for _ in range(1000):  # one at a time, the loop turning between them
+        await a.admit(key, None, 0, now=T0)
+        await asyncio.sleep(0)
+    assert conns[0].calls < 160  # 127; topping up below 16 held made it 202
+
+
+@pytest.mark.parametrize("turns", range(5))
+async def test_a_cancelled_request_loses_nothing_whenever_its_answer_comes(turns):
+    table = CounterTable()
+    slow = SlowCoordinator(table, 1)
+    limiter = RateLimiter(slow)
+    key = make_key(rpm=100_000)
+    request = asyncio.ensure_future(limiter.admit(key, None, 0, now=T0))
+    await asyncio.sleep(0)
+    slow.gate.set()
+    for _ in range(turns):  # the answer arrives before, with or after the cancellation
+        await asyncio.sleep(0)
+    request.cancel()
+    await asyncio.gather(request, return_exceptions=True)
+    await quiet(limiter)
+    counter = f"rl:k1:r:{int(T0 // 60)}"
+    held = limiter._leases.held[counter][0]
+    if request.cancelled():
+        assert table.get(counter) == held
+    else:  # admitted before the cancellation reached it
+        assert table.get(counter) == held + 1
+    assert limiter._leases._timer is not None  # what is held goes back when the minute ends
+    await limiter.close()  # and at shutdown
+    assert table.get(counter) == (0 if request.cancelled() else 1)

@@ -132,6 +132,11 @@ class App:
             await self.recorder.close()
         if self.keys is not None:
             await self.keys.close()
+        if self.limiter is not None:
+            try:
+                await self.limiter.close()  # unused leases go back while the counters are up
+            except Exception:
+                log.exception("giving back rate-limit leases failed")
         if self.counters is not None:
             await self.counters.close()
         if self.store is not None:

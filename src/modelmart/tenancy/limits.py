@@ -133,6 +133,11 @@ class RateLimiter:
                 _Limit(*spec) for spec in _limit_specs(key, customer_limits)]
         return limits
 
+    async def close(self) -> None:
+        """Give back what this worker's leases hold (before the counters close)."""
+        if self._leases is not None:
+            await self._leases.close()
+
     async def settle(self, ticket: Ticket, actual_tokens: int) -> None:
         difference = actual_tokens - ticket.estimated_tokens
         if difference and ticket.token_counters:
@@ -186,13 +191,15 @@ class _Leases:
     def __init__(self, counters) -> None:
         self._counters = counters
         self.window = -1  # the minute ``held`` is of
-        # counter -> [units leased and not handed out yet, the count as this worker sees it]
+        # counter -> [units leased and not handed out yet, the count as this worker sees it,
+        # what it held after its last trip]
         self.held: dict[str, list[int]] = {}
         # Trips under way, by the counters they are for, and the spare asked for by counter
         # (requests of several keys share their customer's counters).
         self._asking: dict[tuple[str, ...], asyncio.Future] = {}
         self._asked: dict[str, int] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._ends_at: float | None = None  # the loop's time when ``window`` ends
         self._returns: set[asyncio.Task] = set()
         self._refills: set[asyncio.Task] = set()
         # How much a set of counters leases, in request amounts: ``LEASE`` at first, doubled
@@ -225,7 +232,9 @@ class _Leases:
                     h[0] -= amount
                     h[1] += amount
                     values.append(h[1])
-                    low = low or h[0] < amount * half
+                    # Half of what it wants, or of what the coordinator let it hold (less
+                    # near a limit: then topping up at every request would gain nothing).
+                    low = low or (h[0] < amount * half and h[0] < h[2] // 2)
                 if low and keys not in self._asking:  # top up before it runs out
                     self._refill(keys, items, window, elapsed)
                 return True, values
@@ -245,6 +254,8 @@ class _Leases:
     def _refill(self, keys, items, window: int, elapsed: float) -> None:
         """A trip for the lease alone (no request's amounts), in the background, while the
         worker still admits from what it holds: requests need not wait for a trip."""
+        if window != self.window:
+            return
         task = asyncio.ensure_future(self._trip(keys, self._asked_for(keys), items, None,
                                                 window, elapsed))
         self._refills.add(task)  # kept referenced until done; failures go to the waiters
@@ -275,7 +286,8 @@ class _Leases:
 
     async def _ask(self, keys, items, got, window: int, elapsed: float,
                    loop: asyncio.AbstractEventLoop) -> tuple[bool, list[int]]:
-        started = loop.time()
+        if window == self.window:
+            self._ends_at = loop.time() + WINDOW - elapsed
         want = self._want.get(keys, LEASE)
         if keys in self._short:  # requests waited for the last trip: lease more
             self._short.discard(keys)
@@ -293,35 +305,39 @@ class _Leases:
         asks = []
         for (key, amount, limit), take, h in zip(items, taken, got):
             spare = 0
+            holding = (h[0] if h else 0) + asked.get(key, 0)  # with what trips under way ask
             if window == self.window:  # a late request of a past minute keeps nothing
-                spare = max(0, amount * want - (h[0] if h else 0) - asked.get(key, 0))
+                spare = max(0, amount * want - holding)
                 asked[key] = asked.get(key, 0) + spare
-            asks.append((key, 0 if refill else amount - take, limit, spare, h[0] if h else 0))
+            asks.append((key, 0 if refill else amount - take, limit, spare, holding))
         # A task of its own, so that a request cancelled meanwhile still files the answer.
         trip = asyncio.ensure_future(self._counters.lease_all(asks, COUNTER_TTL))
-        abandoned: list[bool] = []
-        trip.add_done_callback(lambda t: self._answered(t, items, asks, taken, window, abandoned))
+        state: list[str] = []  # "filed" once answered; "abandoned" if the request went first
+        trip.add_done_callback(lambda t: self._answered(t, items, asks, taken, window, state))
         try:
             admitted, values, leased = await asyncio.shield(trip)
         except asyncio.CancelledError:
-            abandoned.append(True)
+            if (state == ["filed"] and not trip.cancelled() and trip.exception() is None
+                    and trip.result()[0]):
+                # Answered and admitted in the turn the request was cancelled in: what it
+                # was given is held rather than lost.
+                self._keep(window, [(key, take + asked)
+                                    for (key, asked, _, _, _), take in zip(asks, taken)])
+            state.append("abandoned")
             raise
         if not admitted:
             return False, values
         if window == self.window:
             out = []
             for (key, _, _), v in zip(items, values):
-                h = self.held.get(key) or self.held.setdefault(key, [0, 0])
+                h = self.held.get(key) or self.held.setdefault(key, [0, 0, 0])
                 h[1] = v - h[0]
                 out.append(h[1])
-            if any(leased) and self._timer is None:  # give them back when the minute ends
-                delay = WINDOW - elapsed - (loop.time() - started) + 0.05
-                self._timer = loop.call_later(max(0.0, delay), self._expire, window)
             return True, out
         return True, [v - n for v, n in zip(values, leased)]
 
     def _answered(self, trip: asyncio.Future, items, asks, taken, window: int,
-                  abandoned: list[bool]) -> None:
+                  state: list[str]) -> None:
         """File a trip's answer, whether or not its request is still waiting for it: what
         was leased is held (or given back if its minute is over); if refused, or if the
         request was cancelled, what it took and what it was granted are held again; with
@@ -333,6 +349,8 @@ class _Leases:
                 self._asked[key] = left
             else:
                 self._asked.pop(key, None)
+        abandoned = bool(state)
+        state.append("filed")
         if trip.cancelled() or trip.exception() is not None:
             self._keep(window, [(key, take) for (key, _, _), take in zip(items, taken)])
             return
@@ -343,28 +361,43 @@ class _Leases:
             self._keep(window, [(key, take + asked + n)
                                 for (key, asked, _, _, _), take, n in zip(asks, taken, leased)])
         else:
-            self._keep(window, [(key, n) for (key, _, _), n in zip(items, leased)])
+            self._keep(window, [(key, n) for (key, _, _), n in zip(items, leased)], top=True)
 
-    def _keep(self, window: int, units: list[tuple[str, int]]) -> None:
-        """Hold ``units`` of the counters, or give them back if their minute is over."""
-        if window == self.window:
-            for key, n in units:
-                if n:
-                    h = self.held.get(key)
-                    if h is None:
-                        h = self.held[key] = [0, 0]
-                    h[0] += n
-        else:
+    def _keep(self, window: int, units: list[tuple[str, int]], top: bool = False) -> None:
+        """Hold ``units`` of the counters (``top``: a trip's lease, after which what is held
+        is noted), or give them back if their minute is over."""
+        if window != self.window:
             self._give_back(units)
+            return
+        for key, n in units:
+            h = self.held.get(key)
+            if h is None:
+                h = self.held[key] = [0, 0, 0]
+            h[0] += n
+            if top:
+                h[2] = h[0]
+        if self._timer is None and self._ends_at is not None and any(n for _, n in units):
+            loop = asyncio.get_running_loop()  # give them back when the minute ends
+            self._timer = loop.call_later(max(0.0, self._ends_at - loop.time()) + 0.05,
+                                          self._expire, window)
 
     def _roll(self, window: int) -> None:
         """A new minute: what the old one's leases did not hand out goes back."""
         old, self.held, self.window = self.held, {}, window
         self._want, self._short = {}, set()  # the new minute's counters start afresh
+        self._ends_at = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._give_back([(key, h[0]) for key, h in old.items()])
+
+    async def close(self) -> None:
+        """Give back everything held, before the counters close (the app's shutdown)."""
+        for task in list(self._refills):
+            task.cancel()
+        self._roll(self.window + 1)
+        if self._returns:
+            await asyncio.gather(*self._returns, return_exceptions=True)
 
     def _expire(self, window: int) -> None:
         self._timer = None
