@@ -323,3 +323,28 @@ async def test_a_cancelled_request_loses_nothing_whenever_its_answer_comes(turns
     assert limiter._leases._timer is not None  # what is held goes back when the minute ends
     await limiter.close()  # and at shutdown
     assert table.get(counter) == (0 if request.cancelled() else 1)
+
+
+class SlowerCoordinator(SlowCoordinator):
+    async def add(self, key, amount, ttl):
+        await asyncio.sleep(0.01)
+        return await super().add(key, amount, ttl)
+
+
+async def test_close_waits_for_trips_under_way_and_gives_everything_back():
+    table = CounterTable()
+    slow = SlowerCoordinator(table, 1)
+    limiter = RateLimiter(slow)
+    key = make_key(rpm=100_000)
+    slow.gate.set()
+    for _ in range(18):  # past half of the lease: a top-up starts
+        await limiter.admit(key, None, 0, now=T0)
+    slow.gate.clear()  # ... and its answer is late
+    await asyncio.sleep(0)
+    assert limiter._leases._refills
+    closing = asyncio.ensure_future(limiter.close())
+    await asyncio.sleep(0.05)  # what was held has gone back; the top-up's answer has not come
+    assert not closing.done()
+    slow.gate.set()
+    await closing
+    assert table.get(f"rl:k1:r:{int(T0 // 60)}") == 18

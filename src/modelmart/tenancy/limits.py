@@ -202,6 +202,7 @@ class _Leases:
         self._ends_at: float | None = None  # the loop's time when ``window`` ends
         self._returns: set[asyncio.Task] = set()
         self._refills: set[asyncio.Task] = set()
+        self._trips: set[asyncio.Future] = set()  # answers not in yet
         # How much a set of counters leases, in request amounts: ``LEASE`` at first, doubled
         # (up to ``MAX_LEASE``) each time requests had to wait for a trip.
         self._want: dict[tuple[str, ...], int] = {}
@@ -312,6 +313,8 @@ class _Leases:
             asks.append((key, 0 if refill else amount - take, limit, spare, holding))
         # A task of its own, so that a request cancelled meanwhile still files the answer.
         trip = asyncio.ensure_future(self._counters.lease_all(asks, COUNTER_TTL))
+        self._trips.add(trip)
+        trip.add_done_callback(self._trips.discard)
         state: list[str] = []  # "filed" once answered; "abandoned" if the request went first
         trip.add_done_callback(lambda t: self._answered(t, items, asks, taken, window, state))
         try:
@@ -392,12 +395,12 @@ class _Leases:
         self._give_back([(key, h[0]) for key, h in old.items()])
 
     async def close(self) -> None:
-        """Give back everything held, before the counters close (the app's shutdown)."""
-        for task in list(self._refills):
-            task.cancel()
+        """Give back everything held, before the counters close (the app's shutdown): what
+        is held now, then what trips still under way bring (their minute is over)."""
         self._roll(self.window + 1)
-        if self._returns:
-            await asyncio.gather(*self._returns, return_exceptions=True)
+        while self._refills or self._trips or self._returns:
+            await asyncio.gather(*self._refills, *self._trips, *self._returns,
+                                 return_exceptions=True)
 
     def _expire(self, window: int) -> None:
         self._timer = None
