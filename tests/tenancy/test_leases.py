@@ -11,7 +11,8 @@ import pytest
 from modelmart.core.errors import RateLimited
 from modelmart.tenancy.counters import CounterTable, MemoryCounters
 from modelmart.tenancy.coordinator import LEASE_DIVISOR
-from modelmart.tenancy.limits import LEASE, RateLimiter
+from modelmart.tenancy.leases import LEASE
+from modelmart.tenancy.limits import RateLimiter
 
 from .test_limits import MINUTE, T0, make_key
 
@@ -185,11 +186,15 @@ class SlowCoordinator(Coordinator):
         return await super().lease_all(items, ttl)
 
 
-async def test_a_lease_granted_after_its_minute_ended_goes_back():
+def one_slow_worker(kind=None):
+    """One worker whose coordinator answers only when ``gate`` is set, and a key with room."""
     table = CounterTable()
-    slow = SlowCoordinator(table, 1)
-    limiter = RateLimiter(slow)
-    key = make_key(rpm=100_000)
+    slow = (kind or SlowCoordinator)(table, 1)
+    return table, slow, RateLimiter(slow), make_key(rpm=100_000)
+
+
+async def test_a_lease_granted_after_its_minute_ended_goes_back():
+    table, slow, limiter, key = one_slow_worker()
     late = asyncio.ensure_future(limiter.admit(key, None, 0, now=T0))
     await asyncio.sleep(0)
     nxt = asyncio.ensure_future(limiter.admit(key, None, 0, now=MINUTE + 61))  # next minute
@@ -252,10 +257,7 @@ async def test_keys_of_one_customer_share_what_is_asked_for_its_counter():
 
 
 async def test_a_request_cancelled_during_its_trip_leaves_what_it_was_granted_held():
-    table = CounterTable()
-    slow = SlowCoordinator(table, 1)
-    limiter = RateLimiter(slow)
-    key = make_key(rpm=100_000)
+    table, slow, limiter, key = one_slow_worker()
     request = asyncio.ensure_future(limiter.admit(key, None, 0, now=T0))
     await asyncio.sleep(0)
     request.cancel()
@@ -302,10 +304,7 @@ async def test_near_its_cap_a_worker_does_not_top_up_at_every_request():
 
 @pytest.mark.parametrize("turns", range(5))
 async def test_a_cancelled_request_loses_nothing_whenever_its_answer_comes(turns):
-    table = CounterTable()
-    slow = SlowCoordinator(table, 1)
-    limiter = RateLimiter(slow)
-    key = make_key(rpm=100_000)
+    table, slow, limiter, key = one_slow_worker()
     request = asyncio.ensure_future(limiter.admit(key, None, 0, now=T0))
     await asyncio.sleep(0)
     slow.gate.set()
@@ -332,10 +331,7 @@ class SlowerCoordinator(SlowCoordinator):
 
 
 async def test_close_waits_for_trips_under_way_and_gives_everything_back():
-    table = CounterTable()
-    slow = SlowerCoordinator(table, 1)
-    limiter = RateLimiter(slow)
-    key = make_key(rpm=100_000)
+    table, slow, limiter, key = one_slow_worker(SlowerCoordinator)
     slow.gate.set()
     for _ in range(18):  # past half of the lease: a top-up starts
         await limiter.admit(key, None, 0, now=T0)

@@ -13,7 +13,7 @@ let a client keep many requests in flight on its one connection.
 
 ``lease_all`` leases a worker at most 1/(``LEASE_DIVISOR`` × connected workers) of a
 counter's room left, counting what it already holds, so the workers' unused leases together
-stay a small share of it (see ``limits.py``).
+stay a small share of it (see ``leases.py``).
 """
 
 from __future__ import annotations
