@@ -52,12 +52,8 @@ async def _handle(store, reader: asyncio.StreamReader, writer: asyncio.StreamWri
                 return
             payload = await reader.readexactly(size)
             try:
-                lines = [line for line in payload.split(b"\n") if line]
-                if hasattr(store, "insert_usage_rows"):  # SQLite: no record objects on the way
-                    added = await store.insert_usage_rows([journal.row(line) for line in lines])
-                else:
-                    added = await store.insert_usage([journal.decode(line) for line in lines])
-                reply = b"ok %d" % added
+                rows = [journal.row(line) for line in payload.split(b"\n") if line]
+                reply = b"ok %d" % await store.insert_usage_rows(rows)
             except Exception as exc:  # the worker keeps the batch and retries
                 log.warning("ledger insert of a batch failed: %s", exc)
                 reply = b"error " + str(exc).encode("utf-8", "replace")[:2000]

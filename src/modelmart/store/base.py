@@ -61,9 +61,14 @@ class Store(ABC):
         """Moves whenever a customer or key changes; cheap enough to poll twice a second."""
 
     # ledger
-    @abstractmethod
     async def insert_usage(self, records: list[UsageRecord]) -> int:
         """One transaction; rows whose request_id exists are skipped. Returns rows added."""
+        return await self.insert_usage_rows([r.usage_to_row(rec) for rec in records])
+
+    @abstractmethod
+    async def insert_usage_rows(self, rows: list[tuple]) -> int:
+        """``insert_usage`` of rows already made (``rows.usage_to_row``, or ``journal.row``
+        from journal lines, as the ledger writer does)."""
 
     @abstractmethod
     async def get_usage(self, request_id: str) -> UsageRecord | None: ...

@@ -12,7 +12,7 @@ from modelmart.store import rows as r
 from modelmart.store.base import SqlStore
 from modelmart.store.errors import Conflict, NotFoundInStore, StoreError
 from modelmart.store.migrations import MIGRATIONS, SCHEMA_MIGRATIONS_DDL, render
-from modelmart.store.records import ApiKey, Customer, UsageRecord
+from modelmart.store.records import ApiKey, Customer
 
 # Any fixed number works; every modelmart process takes the same one while migrating.
 MIGRATION_LOCK = 0x6D6D_6967  # "mmig"
@@ -122,9 +122,9 @@ class PostgresStore(SqlStore):
         return await self._pool.fetchval(q.READ_COUNTER)
 
     # ledger
-    async def insert_usage(self, records: list[UsageRecord]) -> int:
-        if not records:
+    async def insert_usage_rows(self, rows: list[tuple]) -> int:
+        if not rows:
             return 0
-        columns = list(zip(*map(r.usage_to_row, records)))
+        columns = list(zip(*rows))
         status = await self._pool.execute(INSERT_USAGE, *columns)
         return int(status.rsplit(" ", 1)[1])  # "INSERT 0 <rows>"

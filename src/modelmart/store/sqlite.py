@@ -20,7 +20,7 @@ from modelmart.store import queries as q
 from modelmart.store.base import SqlStore
 from modelmart.store.errors import Conflict, NotFoundInStore, StoreError
 from modelmart.store.migrations import MIGRATIONS, SCHEMA_MIGRATIONS_DDL, render
-from modelmart.store.records import ApiKey, Customer, UsageRecord
+from modelmart.store.records import ApiKey, Customer
 from modelmart.store import rows as r
 
 BUSY_TIMEOUT_S = 30.0  # writers from other processes hold the lock for milliseconds
@@ -178,9 +178,6 @@ class SqliteStore(SqlStore):
         return (await self._one(q.READ_COUNTER))[0]
 
     # ledger
-    async def insert_usage(self, records: list[UsageRecord]) -> int:
-        return await self.insert_usage_rows([r.usage_to_row(rec) for rec in records])
-
     async def insert_usage_rows(self, rows: list[tuple]) -> int:
         """``insert_usage`` of rows already made (``rows.usage_to_row``), e.g. from journal
         lines by the ledger writer."""
