@@ -438,12 +438,13 @@ def test_a_key_limited_to_other_models(gateway, client):
 
 
 def test_a_budget_too_small_for_the_inputs(gateway):
-    # $0.000001 is 20 tokens at $0.05 per million; the reservation is 4 characters a token.
+    # $0.000001 is 20 tokens at $0.05 per million; the reservation is a bound: one token a
+    # UTF-8 byte, plus 8 for each input (metering/bounds.py).
     key = fresh_key(gateway, budget_usd="0.000001", period="total")
-    resp = post(gateway, {"model": "embed-small", "input": ["x" * 100]}, key=key)
+    resp = post(gateway, {"model": "embed-small", "input": ["x" * 13]}, key=key)
     assert resp.status_code == 402
     assert resp.json()["error"]["type"] == "insufficient_quota"
-    assert post(gateway, {"model": "embed-small", "input": "x" * 40}, key=key).status_code == 200
+    assert post(gateway, {"model": "embed-small", "input": "x" * 12}, key=key).status_code == 200
 
 
 def test_get_is_not_allowed(gateway):

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from modelmart.store.records import UsageRecord
+from modelmart.metering.bounds import MESSAGE_TOKENS, TEMPLATE_TOKENS
 from tests.fakes.script import Reply
 from tests.harness import GatewayServer
 from tests.marketplace.helpers import (
@@ -24,15 +25,18 @@ from tests.marketplace.helpers import (
 
 PROMPT = "x" * 40
 MAX_TOKENS = 100
-# api/guard.estimate_input_tokens: ceil(40 characters / 4) + 4 for the one message
-ESTIMATE = math.ceil(len(PROMPT) / 4) + 4
-assert ESTIMATE == 14
+# metering/bounds.input_token_bound: a token a UTF-8 byte, the template's allowance, and the
+# one message's and the reply's role markers.
+ESTIMATE = len(PROMPT) + TEMPLATE_TOKENS + 2 * MESSAGE_TOKENS
+assert ESTIMATE == 120
 # Pricing.worst_case: the dearer of (input, output) and (cache write, output) at oa-list's
 # list price (2.00 in, 2.50 cache write, 8.00 out per million tokens).
 WORST = max(ESTIMATE * 2 * M + MAX_TOKENS * 8 * M, ESTIMATE * 25 * M // 10 + MAX_TOKENS * 8 * M)
-assert WORST == 835_000_000
+assert WORST == 1_100_000_000
 BUDGET_PICO = 10 * WORST  # room for exactly ten reservations
-ACTUAL = 14 * 2 * M + 100 * 8 * M  # what each admitted request really costs: 828_000_000
+# What each admitted request really costs, when the upstream counts the prompt at the bound.
+ACTUAL = ESTIMATE * 2 * M + 100 * 8 * M
+assert ACTUAL == 1_040_000_000
 assert 11 * ACTUAL > BUDGET_PICO  # so an eleventh can never fit, whatever the timing
 
 
@@ -61,7 +65,7 @@ def test_fifty_parallel_requests_cannot_overspend(gateway, scripted):
     secret = fresh_key(priced, budget_usd=usd(BUDGET_PICO), period="total")
     key_id = priced.app.keys.lookup(secret).id
     # Slow replies: all fifty are in flight together.
-    fake_openai.queue(*[Reply(text="ok", input_tokens=14, output_tokens=100, delay=0.3)
+    fake_openai.queue(*[Reply(text="ok", input_tokens=ESTIMATE, output_tokens=100, delay=0.3)
                         for _ in range(50)])
     client = openai.OpenAI(base_url=f"{priced.url}/v1", api_key=secret, max_retries=0,
                            timeout=30)

@@ -15,7 +15,7 @@ from tests.fakes.script import Reply
 from tests.marketplace.helpers import M, all_usage, fresh_key, poll, wait_usage
 
 MSG = [{"role": "user", "content": "price me"}]  # 8 characters
-# api/guard.estimate_input_tokens: ceil(8 / 4) + 4 per message
+# metering/bounds.input_token_estimate: ceil(8 / 4) + 4 per message
 ESTIMATED_INPUT = math.ceil(8 / 4) + 4
 
 

@@ -23,7 +23,9 @@ from tests.marketplace.helpers import (
     write_config,
 )
 
-MSG = [{"role": "user", "content": "hello"}]  # 5 characters: ceil(5/4) + 4 = 6 tokens
+# 5 bytes: reserved as 5 + 64 (the template) + 2 * 8 (the message's and the reply's markers)
+# = 85 tokens (metering/bounds.py).
+MSG = [{"role": "user", "content": "hello"}]
 
 
 def _oa(url, key):
@@ -109,26 +111,26 @@ def test_customer_created_by_the_cli_on_a_running_server_gets_its_rpm(priced, sc
 
 def test_tpm_counts_estimated_then_actual_tokens(priced, scripted):
     fake_openai, _ = scripted
-    key = fresh_key(priced, tpm=100)
+    key = fresh_key(priced, tpm=300)
     client = _oa(priced.url, key)
-    # Too big to ever fit: 6 estimated prompt tokens + max_tokens 200 > 100.
+    # Too big to ever fit: the prompt's bound (85) + max_tokens 300 > 300.
     with pytest.raises(openai.RateLimitError) as e:
-        client.chat.completions.create(model="oa-list", max_tokens=200, messages=MSG)
-    assert "206 tokens is larger than" in e.value.message and "100 tokens" in e.value.message
+        client.chat.completions.create(model="oa-list", max_tokens=300, messages=MSG)
+    assert "385 tokens is larger than" in e.value.message and "300 tokens" in e.value.message
     assert not fake_openai.received
-    # Admitted on its estimate (6 + 50 = 56), then corrected to its actual 80 + 10 = 90.
-    fake_openai.queue(Reply(text="ok", input_tokens=80, output_tokens=10))
+    # Admitted on its bound (85 + 50 = 135), then corrected to its actual 200 + 10 = 210.
+    fake_openai.queue(Reply(text="ok", input_tokens=200, output_tokens=10))
     raw = client.chat.completions.with_raw_response.create(model="oa-list", max_tokens=50,
                                                            messages=MSG)
-    assert raw.headers["x-ratelimit-limit-tokens"] == "100"
-    assert raw.headers["x-ratelimit-remaining-tokens"] == "44"
-    # 90 counted + 56 estimated > 100.
+    assert raw.headers["x-ratelimit-limit-tokens"] == "300"
+    assert raw.headers["x-ratelimit-remaining-tokens"] == "165"
+    # 210 counted + 135 reserved > 300.
     with pytest.raises(openai.RateLimitError) as e:
         client.chat.completions.create(model="oa-list", max_tokens=50, messages=MSG)
     assert "tokens per minute" in e.value.message
-    assert e.value.response.headers["x-ratelimit-remaining-tokens"] == "10"
-    # A request that fits the 10 left is admitted: 6 + 4.
-    client.chat.completions.create(model="oa-list", max_tokens=4, messages=MSG)
+    assert e.value.response.headers["x-ratelimit-remaining-tokens"] == "90"
+    # A request that fits the 90 left is admitted: 85 + 5.
+    client.chat.completions.create(model="oa-list", max_tokens=5, messages=MSG)
 
 
 # ---- across processes -------------------------------------------------------------------

@@ -17,7 +17,7 @@ from modelmart.store.errors import Conflict
 from modelmart.tenancy import accounts
 
 from .admin_spec import openapi_spec, DOCS_HTML
-from .guard import secret_from
+from .admission import secret_from
 from .http import Receive, Scope, Send, parse_json, read_body, send_json
 
 if TYPE_CHECKING:

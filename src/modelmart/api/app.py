@@ -27,7 +27,8 @@ from modelmart.tenancy.limits import RateLimiter
 
 from .admin import AdminAPI
 from .embeddings import embedding_routes
-from .guard import Guard
+from . import passthrough
+from .admission import Admission
 from .http import Receive, Scope, Send, header, send_json
 from .models import get_model, list_models
 from .settings import Settings
@@ -54,6 +55,7 @@ class App:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.catalog = settings.load_catalog()
+        passthrough.resolve(self.catalog)
         created = int(time.time())
         for entry in self.catalog.models.values():
             entry.created = entry.created or created
@@ -64,7 +66,7 @@ class App:
             deployment_costs={d.name: d.cost for d in self.catalog.deployments() if d.cost},
             default_markup=self.catalog.default_markup)
         self.router = Router(self.catalog, self.providers, cost_of=self._routing_cost)
-        self.guard = Guard(self)
+        self.admission = Admission(self)
         self.admin = AdminAPI(self)
         self.http = None
         self.store = None

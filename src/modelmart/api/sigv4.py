@@ -71,6 +71,12 @@ def verify_sigv4(method: str, raw_path: bytes, query: bytes,
     return akid
 
 
+def claimed_access_key_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The access key id a SigV4 ``Authorization`` header names, checked for form only: lets
+    an unknown key be refused from the headers, before the body it signs is read."""
+    return _parse_authorization(_header_map(headers).get("authorization"))["scope"][0]
+
+
 def canonical_request(method: str, raw_path: bytes, query: bytes,
                       by_name: dict[str, list[str]], signed: list[str],
                       payload_hash: str) -> str:

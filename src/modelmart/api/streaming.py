@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, AsyncIterator
+from typing import AsyncIterator
 
 from modelmart.core.errors import GatewayError, InternalError
 from modelmart.core.types import (
@@ -19,11 +19,8 @@ from modelmart.core.types import (
 )
 from modelmart.routing import Routed
 
-from .guard import Call
+from .admission import Call
 from .http import Send
-
-if TYPE_CHECKING:
-    from .app import App
 
 log = logging.getLogger("modelmart.api")
 
@@ -67,7 +64,7 @@ class StreamMeter:
 
 
 async def send_metered(
-    send: Send, start: dict, app: "App", call: Call, first: list[StreamEvent],
+    send: Send, start: dict, call: Call, first: list[StreamEvent],
     batches: AsyncIterator[list[StreamEvent]], encoder, msg_id: str, routed: Routed,
 ) -> None:
     """Send the streamed response (``start``, its ``http.response.start``, first): one chunk
@@ -113,7 +110,7 @@ async def send_metered(
         routed.finish(False)  # closed early (no-op when the outcome is known)
         await batches.aclose()  # type: ignore[attr-defined]
         usage, estimated = meter.usage(call.estimated_tokens)
-        app.guard.settle(call, usage=usage, deployment=routed.deployment, attempts=routed.attempts,
+        call.settle(usage=usage, deployment=routed.deployment, attempts=routed.attempts,
                          status=status, http_status=http_status, error=error,
                          ttft_ms=meter.ttft_ms, estimated=estimated)
     # Only reached when the stream was not cancelled (a client that went away gets nothing).

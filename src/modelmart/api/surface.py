@@ -8,6 +8,7 @@ encoded in the caller's own dialect; nothing a client sends produces a traceback
 from __future__ import annotations
 
 import logging
+import math
 import time
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -15,11 +16,10 @@ from typing import TYPE_CHECKING
 import orjson
 
 from modelmart.core.errors import GatewayError, InternalError
-from modelmart.core.ids import new_id
 from modelmart.core.types import Request
 from modelmart.routing import Routed
 
-from .guard import Call
+from .admission import Call
 from .http import Receive, Scope, Send, parse_json, read_body, run_stream, send_json, stream_start
 from .streaming import send_metered
 
@@ -89,8 +89,9 @@ def _route_headers(call: Call, routed: Routed | None) -> dict[str, str]:
 def error_headers(surface: Surface, call: Call, err: GatewayError) -> dict[str, str]:
     headers = {"x-request-id": call.rid, **call.headers, **err.headers,
                **surface.error_headers(err)}
-    if err.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(err.retry_after)))
+    seconds = err.retry_after
+    if seconds is not None and seconds == seconds and seconds != float("inf"):  # not NaN/inf
+        headers["retry-after"] = str(max(1, math.ceil(min(seconds, 86400.0))))
     return headers
 
 
@@ -101,50 +102,66 @@ async def send_error(surface: Surface, send: Send, call: Call, err: GatewayError
 
 async def handle_chat(app: "App", surface: Surface, scope: Scope, receive: Receive, send: Send,
                       params: dict | None = None) -> None:
-    call = Call(rid=new_id(), surface=surface.name, key=None, started=time.time(),
-                t0=time.perf_counter())
-    try:
-        body = await read_body(scope, receive, app.settings.max_body_bytes)
-        app.guard.authenticate(scope, call, body)
-        req = surface.decode(parse_json(body), params or {})
-        req.source = surface.name
-        req.text_runs = surface.text_runs
-        include_usage = bool(req.extra.pop("include_usage", False))
-        await app.guard.admit(call, req)
-    except GatewayError as err:
-        app.guard.settle(call, usage=None, deployment=None, attempts=0, status="refused",
-                         http_status=err.status, error=err.message)
-        await send_error(surface, send, call, err)
-        return
-    except Exception:  # a bug of ours: log it, answer in the caller's dialect
-        log.exception("request %s failed", call.rid)
-        await send_error(surface, send, call, InternalError("internal error; see the server log"))
-        return
-    if req.stream:
-        await _stream(app, surface, call, req, include_usage, scope, receive, send)
-    else:
-        await _complete(app, surface, call, req, send)
+    async with app.admission.call(surface.name) as call:  # settles on every way out
+        sent = _Watched(send)
+        try:
+            req, include_usage = await _admit(app, surface, call, scope, receive, params)
+            if req.stream:
+                await _stream(app, surface, call, req, include_usage, scope, receive, sent)
+            else:
+                await _complete(app, surface, call, req, sent)
+        except GatewayError as err:
+            call.fail(err)
+            if not sent.started:
+                await send_error(surface, send, call, err)
+        except Exception:  # a bug of ours: log it, answer in the caller's dialect
+            log.exception("request %s failed", call.rid)
+            call.settle(status="error", http_status=500, error="internal error",
+                        attempts=1 if call.admitted else 0)
+            if not sent.started:
+                await send_error(surface, send, call,
+                                 InternalError("internal error; see the server log"))
+
+
+class _Watched:
+    """``send``, noting whether the response has started (after that an error can only end
+    it, in the dialect's own way, not replace it)."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send, self.started = send, False
+
+    async def __call__(self, message: dict) -> None:
+        self.started = True
+        await self.send(message)
+
+
+async def _admit(app: "App", surface: Surface, call: Call, scope: Scope, receive: Receive,
+                 params: dict | None) -> tuple[Request, bool]:
+    """Authenticate from the headers, then read and decode the body, then admit."""
+    call.authenticate(scope)
+    body = await read_body(scope, receive, app.settings.max_body_bytes)
+    call.verify_body(scope, body)
+    req = surface.decode(parse_json(body), params or {})
+    req.source = surface.name
+    req.text_runs = surface.text_runs
+    include_usage = bool(req.extra.pop("include_usage", False))
+    await call.admit(req)
+    return req, include_usage
 
 
 async def _complete(app: "App", surface: Surface, call: Call, req: Request, send: Send) -> None:
     try:
         resp, routed = await app.router.complete(req)
     except GatewayError as err:
-        app.guard.settle(call, usage=None, deployment=None, attempts=getattr(err, "attempts", 1),
-                         status="error", http_status=err.status, error=err.message)
-        await send_error(surface, send, call, err)
-        return
-    except Exception:
-        log.exception("request %s failed", call.rid)
-        err = InternalError("internal error; see the server log")
-        app.guard.settle(call, usage=None, deployment=None, attempts=1, status="error",
-                         http_status=500, error="internal error")
+        call.fail(err)
         await send_error(surface, send, call, err)
         return
     resp.id = surface.id_prefix + call.rid
     resp.created = resp.created or int(time.time())
-    record = app.guard.settle(call, usage=resp.usage, deployment=routed.deployment,
-                              attempts=routed.attempts, status="ok", http_status=200)
+    record = call.settle(usage=resp.usage, deployment=routed.deployment,
+                         attempts=routed.attempts, status="ok", http_status=200)
     body = surface.dialect.encode_response(resp, req.model, **surface.response_options(req, call))
     usage = body.get("usage") if isinstance(body, dict) else None
     if record is not None and isinstance(usage, dict):
@@ -158,12 +175,16 @@ async def _stream(app: "App", surface: Surface, call: Call, req: Request, includ
     try:
         batches, first, routed = await app.router.stream_batches(req)
     except GatewayError as err:
-        app.guard.settle(call, usage=None, deployment=None, attempts=getattr(err, "attempts", 1),
-                         status="error", http_status=err.status, error=err.message)
+        call.fail(err)
         await send_error(surface, send, call, err)
         return
-    encoder = surface.dialect.StreamEncoder(req.model, include_usage=include_usage,
-                                            **surface.stream_options(req))
-    start = stream_start(_route_headers(call, routed), surface.stream_type)
-    await run_stream(receive, scope, send_metered(send, start, app, call, first, batches, encoder,
+    try:
+        encoder = surface.dialect.StreamEncoder(req.model, include_usage=include_usage,
+                                                **surface.stream_options(req))
+        start = stream_start(_route_headers(call, routed), surface.stream_type)
+    except BaseException:
+        routed.finish(False)
+        await batches.aclose()  # type: ignore[attr-defined]
+        raise
+    await run_stream(receive, scope, send_metered(send, start, call, first, batches, encoder,
                                                   surface.id_prefix + call.rid, routed))

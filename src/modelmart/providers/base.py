@@ -32,6 +32,9 @@ class ProviderConfig:
     supports_images: bool = True
     supports_json_schema: bool = True
     context_window: int | None = None
+    # Client fields (of this kind's dialect) passed on: the catalog's ``passthrough:``
+    # list, resolved at startup to the dialect's default when absent (api/passthrough.py).
+    passthrough: frozenset[str] | None = None
     # Kind-specific settings (local: model_path, n_ctx, queue_size; ...).
     options: dict[str, Any] = field(default_factory=dict)
 

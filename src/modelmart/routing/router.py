@@ -53,9 +53,17 @@ class Routed:
 
 
 def _request_for(dep: Deployment, req: Request) -> Request:
-    """Client-specific extra fields go only to an upstream of the client's own dialect."""
-    if req.extra and dep.config.kind != req.source:
+    """Client-specific extra fields go only to an upstream of the client's own dialect, and
+    only those its ``passthrough`` list allows (None: not filtered; the app resolves every
+    deployment's list at startup)."""
+    extra = req.extra
+    if not extra:
+        return req
+    if dep.config.kind != req.source:
         return replace(req, extra={})
+    allowed = dep.config.passthrough
+    if allowed is not None and not allowed.issuperset(extra):
+        return replace(req, extra={k: v for k, v in extra.items() if k in allowed})
     return req
 
 

@@ -1,0 +1,46 @@
+"""Client fields passed through to upstreams: an allow-list per deployment
+(``dialects/passthrough.py`` has the defaults and the cost-bearing fields).
+
+Checked once per request, before admission, against the model's deployments that speak the
+client's dialect (only they ever receive such fields): an allowed field stays, a
+cost-bearing one that no such deployment allows is a 400, anything else is dropped and named
+in ``x-modelmart-dropped-params``. The router then gives each deployment only what its own
+list allows.
+"""
+
+from __future__ import annotations
+
+from modelmart.catalog import Catalog, ModelEntry
+from modelmart.core.errors import InvalidRequest
+from modelmart.core.types import Request
+from modelmart.dialects.passthrough import allowed_for, cost_bearing
+
+DROPPED_HEADER = "x-modelmart-dropped-params"
+
+
+def resolve(catalog: Catalog) -> None:
+    """Give every deployment its effective list (its catalog ``passthrough:``, else the
+    default of its dialect), once at startup."""
+    for dep in catalog.deployments():
+        dep.config.passthrough = allowed_for(dep.config.kind, dep.config.passthrough)
+
+
+def check(req: Request, entry: ModelEntry, headers: dict[str, str]) -> None:
+    extra = req.extra
+    if not extra:
+        return
+    lists = [d.config.passthrough for d in entry.deployments if d.config.kind == req.source]
+    allowed = frozenset().union(*lists) if lists else frozenset()
+    if allowed.issuperset(extra):
+        return
+    refused = cost_bearing(req.source).intersection(extra).difference(allowed)
+    if refused:
+        name = sorted(refused)[0]
+        raise InvalidRequest(
+            f"'{name}' is not available on this gateway for the model '{entry.id}': it "
+            f"changes what the provider charges, and the operator has not enabled it "
+            f"(catalog key 'passthrough' of the model's deployments).", param=name)
+    dropped = sorted(k for k in extra if k not in allowed)
+    for name in dropped:
+        del extra[name]
+    headers[DROPPED_HEADER] = ",".join(dropped)
