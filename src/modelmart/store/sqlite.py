@@ -19,6 +19,7 @@ from typing import Any, Callable
 from modelmart.store import queries as q
 from modelmart.store.base import SqlStore
 from modelmart.store.errors import Conflict, NotFoundInStore, StoreError
+from modelmart.store.files import private_sqlite_file
 from modelmart.store.migrations import MIGRATIONS, SCHEMA_MIGRATIONS_DDL, render
 from modelmart.store.records import ApiKey, Customer
 from modelmart.store import rows as r
@@ -41,6 +42,7 @@ class ExactSum:
 
 
 def _connect(path: str) -> sqlite3.Connection:
+    private_sqlite_file(path)  # before SQLite creates it, or its -wal and -shm, world-readable
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so the write lock is taken
     # up front and a busy database waits (busy_timeout) instead of failing mid-transaction.
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -97,7 +99,7 @@ class SqliteStore(SqlStore):
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelmart-sqlite")
         try:
             conn = await asyncio.get_running_loop().run_in_executor(executor, _connect, path)
-        except sqlite3.Error as err:
+        except (sqlite3.Error, OSError) as err:
             executor.shutdown(wait=False)
             raise StoreError(f"cannot open SQLite database {path!r}: {err}") from err
         return cls(executor, conn)
