@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from modelmart.store.errors import Conflict
+from modelmart.store.sealing import new_server_key
 from modelmart.tenancy import accounts
 
 from .common import CLIError, add_database_arg, print_json, print_table, run_with_store
@@ -54,6 +55,11 @@ def _keys_create(args) -> int:
             print("Store the secret now: it is shown only once.")
         return 0
     return run_with_store(args, body)
+
+
+def _keys_server_key(args) -> int:
+    print(new_server_key())
+    return 0
 
 
 def _keys_list(args) -> int:
@@ -108,6 +114,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     add_database_arg(p)
     p.set_defaults(func=_keys_create)
+    p = keys.add_parser("server-key", help="print a new random server key (for "
+                        "MODELMART_SECRET_KEY, which encrypts the AWS secrets of SigV4 keys)")
+    p.set_defaults(func=_keys_server_key)
     p = keys.add_parser("list", help="list API keys")
     p.add_argument("--customer")
     p.add_argument("--all", action="store_true", help="include revoked keys")

@@ -49,8 +49,14 @@ def private_sqlite_file(path: str) -> None:
     companions."""
     if path in ("", ":memory:") or path.startswith("file:"):
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE)
-    os.close(fd)
+    # Never open an existing database: closing any descriptor of a file drops every POSIX
+    # lock this process holds on it, the locks of other connections included.
+    if not os.path.exists(path):
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                             PRIVATE_FILE))
+        except FileExistsError:
+            pass  # made meanwhile by another starter (0600 if by us, tightened below if not)
     for name in (path, *(path + suffix for suffix in SQLITE_COMPANIONS)):
         tighten(name)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -90,9 +91,14 @@ def _key_conflict(err: Exception, key: ApiKey) -> Conflict:
 class SqliteStore(SqlStore):
     sql_dialect = q.SQLITE
 
-    def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
+    def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection,
+                 path: str = "") -> None:
         self._executor = executor
         self._conn = conn
+        self.path = path
+        if path not in ("", ":memory:"):
+            key_file = os.path.splitext(path)[0] + ".key"  # modelmart.db → modelmart.key
+            self.local_key_file = key_file if key_file != path else path + ".key"
 
     @classmethod
     async def connect(cls, path: str) -> SqliteStore:
@@ -102,7 +108,7 @@ class SqliteStore(SqlStore):
         except (sqlite3.Error, OSError) as err:
             executor.shutdown(wait=False)
             raise StoreError(f"cannot open SQLite database {path!r}: {err}") from err
-        return cls(executor, conn)
+        return cls(executor, conn, path)
 
     async def _run(self, fn: Callable, *args) -> Any:
         """Runs ``fn(conn, *args)`` on the connection's thread.
@@ -129,7 +135,7 @@ class SqliteStore(SqlStore):
         self._conn = None
         self._executor.shutdown(wait=True)
 
-    async def migrate(self) -> list[str]:
+    async def _migrate_schema(self) -> list[str]:
         return await self._write(_apply_migrations)
 
     # customers
@@ -173,6 +179,13 @@ class SqliteStore(SqlStore):
             if cur.rowcount:
                 conn.execute(q.BUMP_COUNTER)
             return cur.rowcount > 0
+
+        return await self._write(update)
+
+    async def replace_aws_secret(self, id, old, new) -> bool:
+        def update(conn):
+            return conn.execute("UPDATE api_keys SET aws_secret = ? WHERE id = ? AND "
+                                "aws_secret = ?", (new, id, old)).rowcount > 0
 
         return await self._write(update)
 

@@ -15,6 +15,8 @@ from modelmart.core.money import usd_to_pico
 from modelmart.store.base import Store
 from modelmart.store.errors import Conflict
 from modelmart.store.records import ApiKey, Customer
+from modelmart.store.sealing import SecretKeys
+from modelmart.store.serverkey import HOW_TO_SET, server_keys
 
 from .keys import generate_secret, hash_secret, prefix_of
 
@@ -76,11 +78,22 @@ async def create_key(store: Store, customer_name: str, *, models: list[str] | No
         budget_pico=budget_pico, budget_period=budget_period, name=name,
     )
     if aws:
+        server_key = await _server_key(store)
         key.aws_access_key_id = "AKMM" + "".join(secrets.choice(_AKID_CHARS) for _ in range(16))
         key.aws_secret = secrets.token_urlsafe(30)[:40]
+        key.aws_secret_sealed = server_key.seal(key.aws_secret, key.aws_access_key_id)
     stored = await store.create_key(key)
     stored.customer_name = customer.name
     return stored, secret
+
+
+async def _server_key(store: Store) -> SecretKeys:
+    """The key that encrypts AWS secrets (SigV4 verification needs them, so no hash)."""
+    keys = await server_keys(store, create=True)
+    if keys is None:
+        raise ValueError(f"AWS credentials need a server key to encrypt their secret: "
+                         f"{HOW_TO_SET}")
+    return keys
 
 
 async def revoke_key(store: Store, ident: str) -> ApiKey:
