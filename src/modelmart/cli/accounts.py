@@ -37,7 +37,8 @@ def _customers_list(args) -> int:
 
 def _keys_create(args) -> int:
     async def body(store) -> int:
-        models = args.models.split(",") if args.models else None
+        # "" and " , " are lists too (refused as naming no model), not "every model"
+        models = args.models.split(",") if args.models is not None else None
         key, secret = await accounts.create_key(
             store, args.customer, models=models, rpm=args.rpm, tpm=args.tpm,
             budget_usd=args.budget, period=args.period, aws=args.aws, name=args.name)
