@@ -73,7 +73,7 @@ async def test_create_and_get_key(store):
     acme = await store.create_customer("acme")
     key = api_key(acme.id, "mm-secret-1", models=["m-a", "m-b"], rpm=5, tpm=50,
                   budget_pico=10**15, budget_period="month", name="ci",
-                  aws_access_key_id="AKIA1", aws_secret="s3cr3t")
+                  aws_access_key_id="AKIA1", aws_secret_sealed="v1:0123abcd:opaque-to-the-store")
     created = await store.create_key(key)
     assert created.id > 0
     assert created == replace(key, id=created.id)

@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from modelmart.store.errors import SecretKeyError
+from modelmart.store.sealing import SecretKeys, new_server_key
 from modelmart.tenancy.keys import KeyCache, generate_secret, hash_secret, prefix_of
 
 
@@ -68,13 +70,85 @@ async def test_no_reload_while_the_change_counter_stands_still(store, cache):
     assert store.calls["change_counter"] >= 2
 
 
-async def test_aws_access_key_ids_are_looked_up_from_memory(store, cache):
-    _, key = await store.new_key(aws_access_key_id="AKIAEXAMPLE", aws_secret="s3cr3t")
+SERVER_KEY = SecretKeys.parse(new_server_key(), "test key")
+
+
+async def new_aws_key(store, access_key_id: str, secret: str, server_key=SERVER_KEY):
+    """A key as accounts.create_key stores it: the AWS secret only in its sealed form."""
+    return await store.new_key(aws_access_key_id=access_key_id,
+                               aws_secret_sealed=server_key.seal(secret, access_key_id))
+
+
+async def test_aws_access_key_ids_are_looked_up_from_memory(store):
+    cache = KeyCache(store, secret_keys=SERVER_KEY)
+    _, key = await new_aws_key(store, "AKIAEXAMPLE", "s3cr3t")
     await cache.start()
-    assert cache.by_aws_access_key_id("AKIAEXAMPLE") is key
-    assert cache.by_aws_access_key_id("AKIAOTHER") is None
-    store.revoke(key.id)
-    await eventually(lambda: cache.by_aws_access_key_id("AKIAEXAMPLE") is None)
+    try:
+        assert cache.by_aws_access_key_id("AKIAEXAMPLE") is key
+        assert key.aws_secret == "s3cr3t"  # decrypted in memory, for SigV4
+        assert cache.by_aws_access_key_id("AKIAOTHER") is None
+        store.revoke(key.id)
+        await eventually(lambda: cache.by_aws_access_key_id("AKIAEXAMPLE") is None)
+    finally:
+        await cache.close()
+
+
+async def test_aws_secrets_are_decrypted_when_loaded_not_per_request(store, monkeypatch):
+    opened = []
+    real_open = SecretKeys.open
+    monkeypatch.setattr(SecretKeys, "open",
+                        lambda self, *a: opened.append(a[1]) or real_open(self, *a))
+    cache = KeyCache(store, secret_keys=SERVER_KEY)
+    await new_aws_key(store, "AKIAONE", "one")
+    await cache.start()
+    try:
+        assert opened == ["AKIAONE"]
+        for _ in range(1000):
+            assert cache.by_aws_access_key_id("AKIAONE").aws_secret == "one"
+        await new_aws_key(store, "AKIATWO", "two")  # a reload: only the new one is opened
+        await eventually(lambda: cache.by_aws_access_key_id("AKIATWO") is not None)
+        assert cache.by_aws_access_key_id("AKIATWO").aws_secret == "two"
+        assert sorted(opened) == ["AKIAONE", "AKIATWO"]
+    finally:
+        await cache.close()
+
+
+async def test_a_wrong_server_key_stops_the_start(store):
+    await new_aws_key(store, "AKIAONE", "one")
+    other = SecretKeys.parse(new_server_key(), "$MODELMART_SECRET_KEY")
+    with pytest.raises(SecretKeyError) as err:
+        await KeyCache(store, secret_keys=other).start()
+    assert "cannot decrypt the AWS secrets of 1 key(s)" in str(err.value)
+    assert (f"encrypted with server key {SERVER_KEY.current_id}, but $MODELMART_SECRET_KEY "
+            f"holds {other.current_id}") in str(err.value)
+
+
+async def test_a_missing_server_key_stops_the_start(store, monkeypatch):
+    monkeypatch.delenv("MODELMART_SECRET_KEY", raising=False)
+    monkeypatch.delenv("MODELMART_SECRET_KEY_FILE", raising=False)
+    await new_aws_key(store, "AKIAONE", "one")
+    with pytest.raises(SecretKeyError, match="no server key is configured: set "
+                                             "MODELMART_SECRET_KEY"):
+        await KeyCache(store).start()  # the fake store, like PostgreSQL, has no key file
+
+
+async def test_an_undecryptable_key_made_later_is_logged_and_keeps_its_bearer_secret(
+        store, caplog):
+    """Made by a process with another server key (a misconfigured replica): this cache
+    says so, and the key still works with its bearer secret; the others are unaffected."""
+    cache = KeyCache(store, secret_keys=SERVER_KEY)
+    await new_aws_key(store, "AKIAGOOD", "good")
+    await cache.start()
+    try:
+        other = SecretKeys.parse(new_server_key(), "elsewhere")
+        secret, key = await new_aws_key(store, "AKIABAD", "bad", server_key=other)
+        await eventually(lambda: cache.lookup(secret) is not None)
+        assert cache.by_aws_access_key_id("AKIABAD") is None
+        assert cache.by_aws_access_key_id("AKIAGOOD").aws_secret == "good"
+        assert f"SigV4 is off for key {key.prefix} (id {key.id})" in caplog.text
+        assert f"encrypted with server key {other.current_id}" in caplog.text
+    finally:
+        await cache.close()
 
 
 async def test_store_errors_while_polling_are_survived(store, cache, caplog):

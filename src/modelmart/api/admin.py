@@ -153,7 +153,7 @@ class AdminAPI:
                 rpm=data.get("rpm"), tpm=data.get("tpm"), budget_usd=data.get("budget_usd"),
                 period=data.get("period"), aws=bool(data.get("aws")), name=data.get("name"))
         except ValueError as exc:
-            raise InvalidRequest(str(exc)) from None
+            raise InvalidRequest(str(exc), param=getattr(exc, "field", None)) from None
         await self._changed()
         view = accounts.key_view(key) | {"secret": secret}
         if key.aws_secret:

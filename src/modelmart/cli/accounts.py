@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from modelmart.store.errors import Conflict
+from modelmart.store.sealing import new_server_key
 from modelmart.tenancy import accounts
 
 from .common import CLIError, add_database_arg, print_json, print_table, run_with_store
@@ -36,7 +37,8 @@ def _customers_list(args) -> int:
 
 def _keys_create(args) -> int:
     async def body(store) -> int:
-        models = args.models.split(",") if args.models else None
+        # "" and " , " are lists too (refused as naming no model), not "every model"
+        models = args.models.split(",") if args.models is not None else None
         key, secret = await accounts.create_key(
             store, args.customer, models=models, rpm=args.rpm, tpm=args.tpm,
             budget_usd=args.budget, period=args.period, aws=args.aws, name=args.name)
@@ -54,6 +56,11 @@ def _keys_create(args) -> int:
             print("Store the secret now: it is shown only once.")
         return 0
     return run_with_store(args, body)
+
+
+def _keys_server_key(args) -> int:
+    print(new_server_key())
+    return 0
 
 
 def _keys_list(args) -> int:
@@ -108,6 +115,9 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     add_database_arg(p)
     p.set_defaults(func=_keys_create)
+    p = keys.add_parser("server-key", help="print a new random server key (for "
+                        "MODELMART_SECRET_KEY, which encrypts the AWS secrets of SigV4 keys)")
+    p.set_defaults(func=_keys_server_key)
     p = keys.add_parser("list", help="list API keys")
     p.add_argument("--customer")
     p.add_argument("--all", action="store_true", help="include revoked keys")

@@ -8,6 +8,7 @@ import os
 import sys
 
 from modelmart.catalog.loader import CatalogError, load_catalog
+from modelmart.store.errors import StoreError
 
 from . import accounts, reports, serve
 
@@ -77,7 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except StoreError as exc:  # e.g. `migrate` or `serve` without the server key they need
+        print(f"modelmart: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

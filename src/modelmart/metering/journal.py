@@ -23,6 +23,7 @@ from typing import Iterator
 
 import orjson
 
+from modelmart.store.files import PRIVATE_FILE, private_dir, tighten
 from modelmart.store.records import UsageRecord
 from modelmart.store.rows import usage_row_from_json
 
@@ -74,7 +75,10 @@ class Journal:
     """This process's segments in ``directory``."""
 
     def __init__(self, directory: str, max_segment_bytes: int = 8 << 20) -> None:
-        os.makedirs(directory, exist_ok=True)
+        # The ledger is the operator's business: the folder is 0700 and segments 0600.
+        private_dir(directory)
+        for name in os.listdir(directory):  # segments an older version or a copy left wider
+            tighten(os.path.join(directory, name))
         self.directory = directory
         self.max_segment_bytes = max_segment_bytes
         self.active: Segment | None = None
@@ -101,7 +105,7 @@ class Journal:
         # (and lock, and delete) a segment between its creation and our lock.
         tmp = os.path.join(self.directory, CREATING + name)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC,
-                     0o600)
+                     PRIVATE_FILE)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         path = os.path.join(self.directory, name)
         os.rename(tmp, path)

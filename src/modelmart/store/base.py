@@ -17,8 +17,24 @@ URL_ENV = "MODELMART_DATABASE_URL"
 class Store(ABC):
     """Tables for tenancy and the ledger. Every method is one short transaction."""
 
-    @abstractmethod
+    # Where a server key is generated when none is configured (serverkey.py): beside a
+    # SQLite file. None for a database that replicas share: they must be given one key.
+    local_key_file: str | None = None
+
     async def migrate(self) -> list[str]:
+        """Applies pending schema migrations under a lock, then encrypts AWS secrets left in
+        plaintext by older versions (or sealed with a retired server key). Returns the
+        names of the migrations applied now, and a line for the secrets if any were."""
+        from modelmart.store.serverkey import encrypt_aws_secrets
+
+        applied = await self._migrate_schema()
+        encrypted = await encrypt_aws_secrets(self)
+        if encrypted:
+            applied.append(f"encrypted {encrypted} AWS secret(s)")
+        return applied
+
+    @abstractmethod
+    async def _migrate_schema(self) -> list[str]:
         """Apply pending migrations under a lock; returns the names applied now."""
 
     @abstractmethod
@@ -55,6 +71,15 @@ class Store(ABC):
 
     @abstractmethod
     async def active_keys(self) -> list[ApiKey]: ...
+
+    @abstractmethod
+    async def stored_aws_secrets(self) -> list[tuple[int, str, str]]:
+        """(key id, AWS access key id, stored secret) of every key with AWS credentials,
+        revoked ones included."""
+
+    @abstractmethod
+    async def replace_aws_secret(self, id: int, old: str, new: str) -> bool:
+        """Sets a key's stored AWS secret to ``new`` if it is still ``old``."""
 
     @abstractmethod
     async def change_counter(self) -> int:
@@ -139,6 +164,11 @@ class SqlStore(Store):
 
     async def active_keys(self) -> list[ApiKey]:
         return await self.list_keys()
+
+    async def stored_aws_secrets(self) -> list[tuple[int, str, str]]:
+        rows = await self._all("SELECT id, aws_access_key_id, aws_secret FROM api_keys "
+                               "WHERE aws_secret IS NOT NULL ORDER BY id")
+        return [tuple(row) for row in rows]
 
     # ledger
     async def get_usage(self, request_id) -> UsageRecord | None:

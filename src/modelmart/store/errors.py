@@ -13,3 +13,7 @@ class Conflict(StoreError):
 
 class NotFoundInStore(StoreError):
     """A row the operation depends on does not exist."""
+
+
+class SecretKeyError(StoreError):
+    """The server key is missing, malformed, or not the one a stored secret was sealed with."""

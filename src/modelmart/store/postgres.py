@@ -63,7 +63,7 @@ class PostgresStore(SqlStore):
     async def close(self) -> None:
         await self._pool.close()
 
-    async def migrate(self) -> list[str]:
+    async def _migrate_schema(self) -> list[str]:
         async with self._pool.acquire() as conn, conn.transaction():
             # Transaction-scoped: released on commit or rollback, even if we crash.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -117,6 +117,11 @@ class PostgresStore(SqlStore):
             if changed:
                 await conn.execute(q.BUMP_COUNTER)
         return changed
+
+    async def replace_aws_secret(self, id, old, new) -> bool:
+        status = await self._pool.execute("UPDATE api_keys SET aws_secret = $1 "
+                                          "WHERE id = $2 AND aws_secret = $3", new, id, old)
+        return status != "UPDATE 0"
 
     async def change_counter(self) -> int:
         return await self._pool.fetchval(q.READ_COUNTER)

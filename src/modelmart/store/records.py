@@ -30,7 +30,11 @@ class ApiKey:
     revoked_at: float | None = None
     name: str | None = None
     aws_access_key_id: str | None = None  # for SigV4 (Bedrock surface)
-    aws_secret: str | None = None  # stored because SigV4 verification needs the secret
+    # SigV4 verification needs the secret itself. In plaintext it lives only in memory (set
+    # by accounts.create_key, and by the key cache); the store keeps it encrypted
+    # (store/sealing.py) in aws_secret_sealed, and never reads back the plaintext.
+    aws_secret: str | None = None
+    aws_secret_sealed: str | None = None
     customer_name: str | None = None  # filled by joins
 
 

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import orjson
 
+from modelmart.store.errors import StoreError
 from modelmart.store.records import ApiKey, Customer, UsageRecord
 
 CUSTOMER_COLUMNS = ("id", "name", "created_at", "rpm", "tpm")
@@ -41,14 +42,19 @@ def customer_from_row(row: Sequence) -> Customer:
 
 
 def key_to_row(key: ApiKey) -> tuple:
-    values = {c: getattr(key, c) for c in KEY_COLUMNS}
+    if key.aws_secret and not key.aws_secret_sealed:
+        raise StoreError("an AWS secret must be encrypted before it is stored "
+                         "(tenancy.accounts.create_key does it)")
+    values = {c: getattr(key, c) for c in KEY_COLUMNS if c != "aws_secret"}
     values["models"] = dump_json(key.models)
+    values["aws_secret"] = key.aws_secret_sealed  # the column holds the sealed secret only
     return tuple(values[c] for c in KEY_COLUMNS)
 
 
 def key_from_row(row: Sequence) -> ApiKey:
     values = dict(zip(("id", *KEY_COLUMNS, "customer_name"), row))
     values["models"] = load_json(values["models"])
+    values["aws_secret_sealed"] = values.pop("aws_secret")
     return ApiKey(**values)
 
 

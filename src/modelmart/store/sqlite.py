@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from typing import Any, Callable
 from modelmart.store import queries as q
 from modelmart.store.base import SqlStore
 from modelmart.store.errors import Conflict, NotFoundInStore, StoreError
+from modelmart.store.files import private_sqlite_file
 from modelmart.store.migrations import MIGRATIONS, SCHEMA_MIGRATIONS_DDL, render
 from modelmart.store.records import ApiKey, Customer
 from modelmart.store import rows as r
@@ -41,6 +43,7 @@ class ExactSum:
 
 
 def _connect(path: str) -> sqlite3.Connection:
+    private_sqlite_file(path)  # before SQLite creates it, or its -wal and -shm, world-readable
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so the write lock is taken
     # up front and a busy database waits (busy_timeout) instead of failing mid-transaction.
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
@@ -88,19 +91,24 @@ def _key_conflict(err: Exception, key: ApiKey) -> Conflict:
 class SqliteStore(SqlStore):
     sql_dialect = q.SQLITE
 
-    def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection) -> None:
+    def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection,
+                 path: str = "") -> None:
         self._executor = executor
         self._conn = conn
+        self.path = path
+        if path not in ("", ":memory:"):
+            key_file = os.path.splitext(path)[0] + ".key"  # modelmart.db → modelmart.key
+            self.local_key_file = key_file if key_file != path else path + ".key"
 
     @classmethod
     async def connect(cls, path: str) -> SqliteStore:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="modelmart-sqlite")
         try:
             conn = await asyncio.get_running_loop().run_in_executor(executor, _connect, path)
-        except sqlite3.Error as err:
+        except (sqlite3.Error, OSError) as err:
             executor.shutdown(wait=False)
             raise StoreError(f"cannot open SQLite database {path!r}: {err}") from err
-        return cls(executor, conn)
+        return cls(executor, conn, path)
 
     async def _run(self, fn: Callable, *args) -> Any:
         """Runs ``fn(conn, *args)`` on the connection's thread.
@@ -127,7 +135,7 @@ class SqliteStore(SqlStore):
         self._conn = None
         self._executor.shutdown(wait=True)
 
-    async def migrate(self) -> list[str]:
+    async def _migrate_schema(self) -> list[str]:
         return await self._write(_apply_migrations)
 
     # customers
@@ -171,6 +179,13 @@ class SqliteStore(SqlStore):
             if cur.rowcount:
                 conn.execute(q.BUMP_COUNTER)
             return cur.rowcount > 0
+
+        return await self._write(update)
+
+    async def replace_aws_secret(self, id, old, new) -> bool:
+        def update(conn):
+            return conn.execute("UPDATE api_keys SET aws_secret = ? WHERE id = ? AND "
+                                "aws_secret = ?", (new, id, old)).rowcount > 0
 
         return await self._write(update)
 

@@ -1,7 +1,7 @@
 """Account operations shared by the CLI and the admin API: customers, keys, the admin key.
 
 Validation errors are ``ValueError`` with a message a person can act on; the CLI prints it,
-the admin API answers 400 with it.
+the admin API answers 400 with it (``InvalidField`` also names the field).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from modelmart.core.money import usd_to_pico
 from modelmart.store.base import Store
 from modelmart.store.errors import Conflict
 from modelmart.store.records import ApiKey, Customer
+from modelmart.store.sealing import SecretKeys
+from modelmart.store.serverkey import HOW_TO_SET, server_keys
 
 from .keys import generate_secret, hash_secret, prefix_of
 
@@ -22,12 +24,35 @@ PERIODS = ("day", "month", "total")
 _AKID_CHARS = string.ascii_uppercase + string.digits
 
 
+class InvalidField(ValueError):
+    """A bad value for one field of a customer or key (``field``: its name in the API)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 def _positive(name: str, value: int | None) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise InvalidField(name, f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def _models(models: list[str] | None) -> list[str] | None:
+    """None: every model. A list must name at least one model: a list that is empty, or
+    blank once trimmed, would otherwise read as "no restriction" and open every model."""
+    if models is None:
+        return None
+    if not isinstance(models, (list, tuple)) or not all(isinstance(m, str) for m in models):
+        raise InvalidField("models", f"models must be a list of model ids, got {models!r}")
+    names = list(dict.fromkeys(m.strip() for m in models if m.strip()))
+    if not names:
+        raise InvalidField("models", "models is empty (once blanks are trimmed): give at "
+                           "least one model id, or leave models out for a key that may use "
+                           "every model")
+    return names
 
 
 async def create_customer(store: Store, name: str, *, rpm: int | None = None,
@@ -67,20 +92,30 @@ async def create_key(store: Store, customer_name: str, *, models: list[str] | No
         raise ValueError(f"no customer named {customer_name!r}; create it first with "
                          f"'modelmart customers create {customer_name}'")
     budget_pico, budget_period = _budget(budget_usd, period)
-    models = [m.strip() for m in models if m.strip()] if models else None
     secret = generate_secret()
     key = ApiKey(
         id=0, customer_id=customer.id, prefix=prefix_of(secret), secret_hash=hash_secret(secret),
-        created_at=time.time(), role="user", models=models or None,
+        created_at=time.time(), role="user", models=_models(models),
         rpm=_positive("rpm", rpm), tpm=_positive("tpm", tpm),
         budget_pico=budget_pico, budget_period=budget_period, name=name,
     )
     if aws:
+        server_key = await _server_key(store)
         key.aws_access_key_id = "AKMM" + "".join(secrets.choice(_AKID_CHARS) for _ in range(16))
         key.aws_secret = secrets.token_urlsafe(30)[:40]
+        key.aws_secret_sealed = server_key.seal(key.aws_secret, key.aws_access_key_id)
     stored = await store.create_key(key)
     stored.customer_name = customer.name
     return stored, secret
+
+
+async def _server_key(store: Store) -> SecretKeys:
+    """The key that encrypts AWS secrets (SigV4 verification needs them, so no hash)."""
+    keys = await server_keys(store, create=True)
+    if keys is None:
+        raise ValueError(f"AWS credentials need a server key to encrypt their secret: "
+                         f"{HOW_TO_SET}")
+    return keys
 
 
 async def revoke_key(store: Store, ident: str) -> ApiKey:
