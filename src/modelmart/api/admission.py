@@ -262,6 +262,9 @@ class Admission:
             record = self._record(call, usage or Usage(), deployment, attempts, status,
                                   http_status, error, ttft_ms, estimated)
             self.app.recorder.record(record)
+            key = call.key
+            self.app.metrics.record(record, "" if key is None else
+                                    key.customer_name or str(key.customer_id))
             call.headers["x-modelmart-cost"] = format_usd(record.price_pico)
         ticket = call.ticket
         if call.key is not None and ((ticket is not None and ticket.token_counters)

@@ -29,6 +29,7 @@ from .admin import AdminAPI
 from .embeddings import embedding_routes
 from . import passthrough
 from .admission import Admission
+from .metrics import Metrics
 from .http import Receive, Scope, Send, header, send_json
 from .models import get_model, list_models
 from .settings import Settings
@@ -67,6 +68,7 @@ class App:
             default_markup=self.catalog.default_markup)
         self.router = Router(self.catalog, self.providers, cost_of=self._routing_cost)
         self.admission = Admission(self)
+        self.metrics = Metrics(settings.metrics_dir)
         self.admin = AdminAPI(self)
         self.http = None
         self.store = None
@@ -86,6 +88,7 @@ class App:
             ("GET", "/v1/models"): self._list_models,
             ("GET", "/models"): self._list_models,
             ("GET", "/health"): self._health,
+            ("GET", "/metrics"): self._metrics,
             **embedding_routes(self),  # POST /v1/embeddings and /embeddings
         }
 
@@ -112,6 +115,7 @@ class App:
         writer = WriterClient(settings.ledger_socket) if settings.ledger_socket else None
         self.recorder = Recorder(self.store, settings.resolved_journal_dir(), writer=writer)
         await self.recorder.start()
+        self.metrics.start()
         self.http = new_session()
         for dep in self.catalog.deployments():
             provider = provider_class(dep.config.kind)(dep.config, self.http)
@@ -130,6 +134,7 @@ class App:
                 log.exception("closing a provider failed")
         if self.http is not None:
             await self.http.close()
+        await self.metrics.close()
         if self.recorder is not None:
             await self.recorder.close()
         if self.keys is not None:
@@ -207,6 +212,23 @@ class App:
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, {"status": "ok", "models": len(self.catalog.models)})
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.settings.metrics_auth:
+            try:
+                self.admin.authenticate(scope)
+            except GatewayError as err:
+                status, body = openai_chat.encode_error(err)
+                await send_json(send, status, body)
+                return
+        extra = {"modelmart_ledger_backlog_records":
+                 float(self.recorder.pending()) if self.recorder else 0.0,
+                 "modelmart_requests_in_flight": float(self.metrics.in_flight),
+                 "modelmart_streams_open": float(self.metrics.streams_open)}
+        data, content_type = self.metrics.exposition(self.router.health(), extra)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", content_type.encode())]})
+        await send({"type": "http.response.body", "body": data})
 
     async def _fallback_route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]

@@ -102,6 +102,8 @@ async def send_error(surface: Surface, send: Send, call: Call, err: GatewayError
 
 async def handle_chat(app: "App", surface: Surface, scope: Scope, receive: Receive, send: Send,
                       params: dict | None = None) -> None:
+    metrics = app.metrics
+    metrics.in_flight += 1
     async with app.admission.call(surface.name) as call:  # settles on every way out
         sent = _Watched(send)
         try:
@@ -121,6 +123,8 @@ async def handle_chat(app: "App", surface: Surface, scope: Scope, receive: Recei
             if not sent.started:
                 await send_error(surface, send, call,
                                  InternalError("internal error; see the server log"))
+        finally:
+            metrics.in_flight -= 1
 
 
 class _Watched:
@@ -186,5 +190,10 @@ async def _stream(app: "App", surface: Surface, call: Call, req: Request, includ
         routed.finish(False)
         await batches.aclose()  # type: ignore[attr-defined]
         raise
-    await run_stream(receive, scope, send_metered(send, start, call, first, batches, encoder,
-                                                  surface.id_prefix + call.rid, routed))
+    app.metrics.streams_open += 1
+    try:
+        await run_stream(receive, scope, send_metered(send, start, call, first, batches,
+                                                      encoder, surface.id_prefix + call.rid,
+                                                      routed))
+    finally:
+        app.metrics.streams_open -= 1
