@@ -95,3 +95,32 @@ def test_deployment_state_is_exported(priced, admin):
                      headers={"authorization": f"Bearer {admin}"}).text
     assert 'modelmart_deployment_state{deployment="oa-list/openai-0",model="oa-list",state="healthy"}' in text
     assert "modelmart_ledger_backlog_records" in text
+
+
+def test_ready_checks_store_limits_and_deployments(priced):
+    resp = httpx.get(f"{priced.url}/ready")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["status"] == "ready"
+    assert body["checks"]["store"] == "ok" and body["checks"]["limits"] == "ok"
+    assert body["checks"]["deployments"].startswith("ok")
+    assert httpx.get(f"{priced.url}/health").status_code == 200
+
+
+def test_ready_fails_when_no_deployment_is_usable(fake_openai):
+    from tests.harness import GatewayServer
+
+    catalog = {"bundled_model": False, "models": {"locked": {
+        "provider": "openai", "base_url": f"{fake_openai.base_url}/v1", "api_key": "sk-wrong",
+        "cost": {"input": "1", "output": "1", "cache_read": "1", "cache_write": "1"}}}}
+    gateway = GatewayServer(catalog).start()
+    try:
+        client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key, max_retries=0)
+        with pytest.raises(openai.APIStatusError):
+            client.chat.completions.create(model="locked", messages=MSG)
+        resp = httpx.get(f"{gateway.url}/ready")
+        assert resp.status_code == 503
+        assert resp.json()["checks"]["deployments"].startswith("failing")
+        assert httpx.get(f"{gateway.url}/health").status_code == 200  # alive, not ready
+    finally:
+        gateway.stop()

@@ -89,6 +89,7 @@ class App:
             ("GET", "/models"): self._list_models,
             ("GET", "/health"): self._health,
             ("GET", "/metrics"): self._metrics,
+            ("GET", "/ready"): self._ready,
             **embedding_routes(self),  # POST /v1/embeddings and /embeddings
         }
 
@@ -213,6 +214,19 @@ class App:
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, {"status": "ok", "models": len(self.catalog.models)})
 
+    async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """For load balancers and Kubernetes readiness probes: the store and the limits
+        backend answer, and some deployment is not set aside."""
+        checks = {"store": await _check(self.store.change_counter()),
+                  "limits": await _check(self.counters.get("mm:ready"))}
+        states = [h["state"] for h in self.router.health().values()]
+        usable = sum(1 for s in states if s in ("healthy", "half_open"))
+        checks["deployments"] = (f"ok: {usable} of {len(states)} usable" if usable
+                                 else "failing: no deployment is usable")
+        ready = all(v.startswith("ok") for v in checks.values())
+        await send_json(send, 200 if ready else 503,
+                        {"status": "ready" if ready else "not_ready", "checks": checks})
+
     async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.settings.metrics_auth:
             try:
@@ -254,6 +268,14 @@ class App:
             err.kind = "invalid_request"
         status, body = dialect.encode_error(err)
         await send_json(send, status, body)
+
+
+async def _check(probe, timeout: float = 2.0) -> str:
+    try:
+        await asyncio.wait_for(probe, timeout)
+        return "ok"
+    except Exception as exc:  # what is down, for the operator; never a traceback
+        return f"failing: {type(exc).__name__}"
 
 
 def create_app(settings: Settings | None = None) -> App:
