@@ -56,7 +56,7 @@ def secret_from(scope: Scope) -> str | None:
         scheme, _, token = value.decode("latin-1").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    for name in (b"x-api-key", b"api-key"):
+    for name in (b"x-api-key", b"api-key", b"x-goog-api-key"):
         value = header(scope, name)
         if value:
             return value.decode("latin-1").strip()

@@ -6,11 +6,13 @@ import asyncio
 import logging
 import re
 import time
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
-from modelmart.core.errors import GatewayError, NotFound
+from modelmart.core.errors import GatewayError, InvalidRequest, NotFound
 from modelmart.core.types import Usage
-from modelmart.dialects import anthropic_messages, bedrock_converse, openai_chat, openai_responses
+from modelmart.dialects import (
+    anthropic_messages, bedrock_converse, gemini, openai_chat, openai_responses,
+)
 from modelmart.metering.prices import PriceBook
 from modelmart.metering.pricing import Pricing
 from modelmart.metering.recorder import Recorder
@@ -33,7 +35,7 @@ from .metrics import Metrics
 from .http import Receive, Scope, Send, header, send_json
 from .models import get_model, list_models
 from .settings import Settings
-from .surface import BedrockSurface, Surface, handle_chat
+from .surface import BedrockSurface, GeminiSurface, Surface, handle_chat
 
 log = logging.getLogger("modelmart")
 
@@ -43,10 +45,12 @@ ANTHROPIC_MESSAGES = Surface("anthropic", anthropic_messages, "msg_")
 # keeps them from being passed on.
 BEDROCK_CONVERSE = BedrockSurface("bedrock", bedrock_converse, "")
 OPENAI_RESPONSES = Surface("openai_responses", openai_responses, "resp_", echoes_request=True)
+GEMINI = GeminiSurface("gemini", gemini, "")
 
 
 # Split on the raw path before decoding: an ARN model id carries %2F.
 _BEDROCK_PATH = re.compile(rb"/model/([^/]+)/(converse|converse-stream)")
+_GEMINI_PATH = re.compile(rb"/v1(?:beta)?/models/([^/:]+):(generateContent|streamGenerateContent)")
 
 
 class App:
@@ -214,6 +218,22 @@ class App:
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, {"status": "ok", "models": len(self.catalog.models)})
 
+    async def _gemini(self, scope: Scope, receive: Receive, send: Send, match) -> None:
+        params = {"model_id": unquote(match.group(1).decode("latin-1")),
+                  "action": match.group(2).decode()}
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if params["action"] == "streamGenerateContent" and query.get("alt") != ["sse"]:
+            status, body = gemini.encode_error(InvalidRequest(
+                "streamGenerateContent is served as server-sent events only: add ?alt=sse "
+                "(the google-genai SDK does).", param="alt"))
+            await send_json(send, status, body)
+            return
+        if "key" in query and not header(scope, b"x-goog-api-key"):
+            # The key may come in the query string, as Google's REST examples send it.
+            scope = {**scope, "headers": [*scope["headers"],
+                                          (b"x-goog-api-key", query["key"][0].encode("latin-1"))]}
+        await handle_chat(self, GEMINI, scope, receive, send, params)
+
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
         """For load balancers and Kubernetes readiness probes: the store and the limits
         backend answer, and some deployment is not set aside."""
@@ -255,6 +275,11 @@ class App:
                 params = {"model_id": unquote(match.group(1).decode("latin-1")),
                           "action": match.group(2).decode()}
                 await handle_chat(self, BEDROCK_CONVERSE, scope, receive, send, params)
+                return
+        if method == "POST" and ":" in path:
+            match = _GEMINI_PATH.fullmatch(scope.get("raw_path") or path.encode())
+            if match is not None:
+                await self._gemini(scope, receive, send, match)
                 return
         for prefix in ("/v1/models/", "/models/"):
             if path.startswith(prefix) and method == "GET":

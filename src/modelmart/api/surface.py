@@ -78,6 +78,18 @@ class BedrockSurface(Surface):
         return self.dialect.error_headers(err)
 
 
+class GeminiSurface(Surface):
+    """Gemini's ``generateContent``: the model and streaming are in the path
+    (``/v1beta/models/{model}:streamGenerateContent?alt=sse``)."""
+
+    def decode(self, data, params: dict) -> Request:
+        return self.dialect.decode_request(data, params["model_id"],
+                                           stream=params["action"] == "streamGenerateContent")
+
+    def stream_options(self, req: Request) -> dict:
+        return {}
+
+
 def _route_headers(call: Call, routed: Routed | None) -> dict[str, str]:
     headers = {"x-request-id": call.rid, **call.headers}
     if routed is not None:
