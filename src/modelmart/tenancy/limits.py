@@ -46,12 +46,25 @@ NEVER_FITS_RETRY = 60.0  # retry-after for a request larger than its limit: "not
 
 @dataclass(slots=True)
 class _Limit:
-    """One limit of a key or customer; cached while the key's settings stay the same."""
+    """One limit of a key or customer."""
 
     unit: str  # "requests" | "tokens"
     who: str  # "key mm-abc1234" / "customer acme", for messages
     name: str  # its window: "rl:k12:r" / "rl:c3:t"
     limit: int
+    limit_text: str = ""  # for the headers
+
+    def __post_init__(self) -> None:
+        self.limit_text = str(self.limit)
+
+
+@dataclass(slots=True)
+class _Limits:
+    """The limits of a key and its customer; cached while the key's settings stay the same."""
+
+    all: list[_Limit]
+    requests: list[str]  # the windows of its request limits
+    tokens: list[str]  # ... and of its token limits
 
 
 @dataclass(slots=True)
@@ -72,42 +85,41 @@ class RateLimiter:
         self._clock = clock
         # The limits of a key (and its customer): keys are reloaded, not edited, so their
         # settings are part of the cache key.
-        self._limits: dict[tuple, list[_Limit]] = {}
+        self._limits: dict[tuple, _Limits] = {}
         # Only with counters that lease: the workers' coordinator.
         self._leases = Leases(counters, clock) if hasattr(counters, "window_lease") else None
+        self._reset = (-1, "")  # the last reset header value: (milliseconds, text)
 
     async def admit(self, key: ApiKey, customer_limits: tuple[int | None, int | None] | None,
                     estimated_tokens: int, now: float | None = None) -> Ticket:
         now = self._clock() if now is None else now
         limits = self._limits_for(key, customer_limits)
-        if not limits:
+        if not limits.all:
             return Ticket(estimated_tokens)
         second = math.floor(now)
         items = [(l.name, 1 if l.unit == "requests" else estimated_tokens, l.limit)
-                 for l in limits]
+                 for l in limits.all]
         if self._leases is None:
             verdict = await self._counters.window_admit(items, second)
         else:
             verdict = await self._leases.admit(items, second)
         admitted, at, totals, clear_at, fits_at = verdict
         if not admitted:
-            raise _refusal(limits, items, totals, clear_at, fits_at, now)
-        ticket = Ticket(estimated_tokens, at)
-        for l in limits:
-            (ticket.request_counters if l.unit == "requests" else ticket.token_counters
-             ).append(l.name)
-        ticket.headers = _headers(limits, totals, clear_at, now)
-        return ticket
+            raise self._refusal(limits.all, items, totals, clear_at, fits_at, now)
+        return Ticket(estimated_tokens, at, limits.tokens[:], limits.requests[:],
+                      self._headers(limits.all, totals, clear_at, now))
 
-    def _limits_for(self, key: ApiKey, customer_limits) -> list[_Limit]:
+    def _limits_for(self, key: ApiKey, customer_limits) -> _Limits:
         cache_key = (key.id, key.rpm, key.tpm, key.prefix, key.customer_id, key.customer_name,
                      customer_limits)
         limits = self._limits.get(cache_key)
         if limits is None:
             if len(self._limits) > 10_000:
                 self._limits.clear()
-            limits = self._limits[cache_key] = [
-                _Limit(*spec) for spec in _limit_specs(key, customer_limits)]
+            every = [_Limit(*spec) for spec in _limit_specs(key, customer_limits)]
+            limits = self._limits[cache_key] = _Limits(
+                every, [l.name for l in every if l.unit == "requests"],
+                [l.name for l in every if l.unit == "tokens"])
         return limits
 
     async def close(self) -> None:
@@ -136,6 +148,56 @@ class RateLimiter:
         else:
             await asyncio.gather(*(self._counters.window_add(n, second, delta) for n in names))
 
+    def _reset_text(self, seconds: float) -> str:
+        # Requests of the same millisecond share it: formatting is most of a header's cost.
+        ms = math.ceil(seconds * 1000)
+        if ms != self._reset[0]:
+            self._reset = (ms, format_ms(ms))
+        return self._reset[1]
+
+    def _headers(self, limits: list[_Limit], totals: list[int], clear_at: list[int],
+                 now: float) -> dict[str, str]:
+        if len(limits) == 1:
+            l = limits[0]
+            limit_name, remaining_name, reset_name = _HEADER_NAMES[l.unit]
+            return {limit_name: l.limit_text, remaining_name: str(max(0, l.limit - totals[0])),
+                    reset_name: self._reset_text(max(0.0, clear_at[0] - now))}
+        headers: dict[str, str] = {}
+        for unit, (limit_name, remaining_name, reset_name) in _HEADER_NAMES.items():
+            # Of several limits of a unit, the tightest is the one to pace oneself by.
+            tightest, room = None, 0
+            for i, l in enumerate(limits):
+                if l.unit == unit and (tightest is None or l.limit - totals[i] < room):
+                    tightest, room = i, l.limit - totals[i]
+            if tightest is not None:
+                headers[limit_name] = limits[tightest].limit_text
+                headers[remaining_name] = str(max(0, room))
+                headers[reset_name] = self._reset_text(max(0.0, clear_at[tightest] - now))
+        return headers
+
+    def _refusal(self, limits: list[_Limit], items, totals: list[int], clear_at: list[int],
+                 fits_at: int, now: float) -> RateLimited:
+        refused = [(l, amount) for l, (_, amount, _), total in zip(limits, items, totals)
+                   if total + amount > l.limit]
+        first, amount = refused[0] if refused else (limits[0], items[0][1])
+        if fits_at < 0:  # larger than a limit: waiting does not help
+            first, amount = next(((l, a) for l, a in refused if a > l.limit), (first, amount))
+            message = (f"rate limit exceeded: request of {amount} {first.unit} is larger "
+                       f"than {first.who}'s limit of {first.limit} {first.unit} per minute")
+            wait_ms = int(NEVER_FITS_RETRY * 1000)
+        else:
+            message = (f"rate limit exceeded: {first.who} allows {first.limit} {first.unit} "
+                       f"per minute")
+            # Rounded up to a millisecond (and past float rounding): waiting this long is
+            # enough.
+            wait_ms = max(1, math.ceil((fits_at - now) * 1000))
+            if now + wait_ms / 1000 < fits_at:
+                wait_ms += 1
+        headers = self._headers(limits, totals, clear_at, now)
+        headers["retry-after"] = str(max(1, math.ceil(wait_ms / 1000)))
+        headers["retry-after-ms"] = str(wait_ms)
+        return RateLimited(message, retry_after=wait_ms / 1000, headers=headers)
+
 
 def _limit_specs(key: ApiKey, customer_limits) -> list[tuple[str, str, str, int]]:
     who = f"key {key.prefix}"
@@ -149,52 +211,21 @@ def _limit_specs(key: ApiKey, customer_limits) -> list[tuple[str, str, str, int]
     return [spec for spec in wanted if spec[3] is not None]
 
 
+def format_ms(ms: int) -> str:
+    """OpenAI's header format for a duration in whole milliseconds: ``20ms``, ``1.5s``,
+    ``1m0.75s``, ``6m0s``."""
+    if ms < 1000:
+        return f"{ms}ms"
+    seconds, fraction = divmod(ms, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    text = f"{seconds}.{fraction:03d}".rstrip("0") if fraction else str(seconds)
+    return f"{minutes}m{text}s" if minutes else f"{text}s"
+
+
 def format_duration(seconds: float) -> str:
-    """OpenAI's header format: ``20ms``, ``1.5s``, ``1m1s``."""
-    if seconds < 1:
-        return f"{math.ceil(seconds * 1000)}ms"
-    minutes, rest = divmod(seconds, 60)
-    rest_text = f"{round(rest, 3):g}s"
-    return f"{int(minutes)}m{rest_text}" if minutes else rest_text
+    """``format_ms``, rounded up to a millisecond: never a shorter wait than the true one."""
+    return format_ms(math.ceil(seconds * 1000))
 
 
-def _headers(limits: list[_Limit], totals: list[int], clear_at: list[int],
-             now: float) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for unit in ("requests", "tokens"):
-        # Of several limits of a unit, the tightest is the one a client must pace itself by.
-        tightest = None
-        for i, l in enumerate(limits):
-            if l.unit == unit and (tightest is None or l.limit - totals[i] < room):
-                tightest, room = i, l.limit - totals[i]
-        if tightest is None:
-            continue
-        headers[f"x-ratelimit-limit-{unit}"] = str(limits[tightest].limit)
-        headers[f"x-ratelimit-remaining-{unit}"] = str(max(0, room))
-        headers[f"x-ratelimit-reset-{unit}"] = format_duration(
-            max(0.0, clear_at[tightest] - now))
-    return headers
-
-
-def _refusal(limits: list[_Limit], items, totals: list[int], clear_at: list[int],
-             fits_at: int, now: float) -> RateLimited:
-    refused = [(l, amount) for l, (_, amount, _), total in zip(limits, items, totals)
-               if total + amount > l.limit]
-    first, amount = refused[0] if refused else (limits[0], items[0][1])
-    if fits_at < 0:  # larger than a limit: waiting does not help
-        too_big = next(((l, a) for l, a in refused if a > l.limit), (first, amount))
-        first, amount = too_big
-        message = (f"rate limit exceeded: request of {amount} {first.unit} is larger "
-                   f"than {first.who}'s limit of {first.limit} {first.unit} per minute")
-        wait_ms = int(NEVER_FITS_RETRY * 1000)
-    else:
-        message = (f"rate limit exceeded: {first.who} allows {first.limit} {first.unit} "
-                   f"per minute")
-        # Rounded up to a millisecond (and past float rounding): waiting this long is enough.
-        wait_ms = max(1, math.ceil((fits_at - now) * 1000))
-        if now + wait_ms / 1000 < fits_at:
-            wait_ms += 1
-    headers = _headers(limits, totals, clear_at, now)
-    headers["retry-after"] = str(max(1, math.ceil(wait_ms / 1000)))
-    headers["retry-after-ms"] = str(wait_ms)
-    return RateLimited(message, retry_after=wait_ms / 1000, headers=headers)
+_HEADER_NAMES = {unit: (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}",
+                        f"x-ratelimit-reset-{unit}") for unit in ("requests", "tokens")}
