@@ -8,6 +8,7 @@ encoded in the caller's own dialect; nothing a client sends produces a traceback
 from __future__ import annotations
 
 import logging
+import math
 import time
 from types import ModuleType
 from typing import TYPE_CHECKING
@@ -89,8 +90,8 @@ def _route_headers(call: Call, routed: Routed | None) -> dict[str, str]:
 def error_headers(surface: Surface, call: Call, err: GatewayError) -> dict[str, str]:
     headers = {"x-request-id": call.rid, **call.headers, **err.headers,
                **surface.error_headers(err)}
-    if err.retry_after is not None:
-        headers["retry-after"] = str(max(1, round(err.retry_after)))
+    if err.retry_after is not None:  # rounded up: a client that waits this long is not early
+        headers["retry-after"] = str(max(1, math.ceil(err.retry_after)))
     return headers
 
 
