@@ -1,22 +1,22 @@
 """Requests and tokens per minute, per key and per customer: a limit is never exceeded.
 
-The promise: for each limit, the requests (or tokens) admitted in any 60 seconds add up to at
-most the limit. Each limit keeps one-second buckets; a request at time ``t`` is counted in
-bucket ``floor(t)``, and admitted only if the buckets of seconds ``floor(t) - 60 … floor(t)``
-plus its own amount stay within the limit. Why no 60 s ever hold more: in any 60-second span,
-take the request admitted last, in second s; the others were admitted before it, in seconds
-s - 60 … s (60 s touch at most 61 seconds), so its check counted them all.
+The promise: for each limit, what was admitted in any 60 seconds adds up to at most the
+limit. Each limit keeps one-second buckets; a request at time ``t`` is counted in bucket
+``floor(t)``, and admitted only if the buckets of seconds ``floor(t) - 60 … floor(t)`` plus
+its own amount stay within the limit. Why it holds: in any 60 s, take the request counted
+last, in second s; the others in those 60 s were counted before it (so in seconds <= s) and
+less than 60 s earlier (so in seconds >= s - 60): its check summed them all, with its own.
 
 So a request counts against its limit from its admission until its bucket leaves the window,
 60 to 61 seconds later, and a request is refused only if its amount does not fit in what the
 last 61 seconds hold (the promise is tight up to one bucket). A request larger than its
 limit never fits. Seconds never go back within a limit: a request that read the clock before
-another of a newer second reached the counters is counted in that newer second (the counters
-see each request at a moment between its arrival and its answer), which also covers
-replicas whose clocks differ slightly. Tokens are counted as the request's estimate (prompt
-estimate plus its maximum output) and corrected to the actual count when the call ends, in
-the same bucket; a correction upwards (a prompt estimated too low) cannot be refused after
-the fact, so the promise for tokens is about what was counted at admission.
+another of a newer second reached the counters is counted in that newer second (each
+request counts at a moment between its arrival and its answer), which also covers replicas
+whose clocks differ slightly. Tokens are counted as the request's estimate (prompt estimate
+plus its maximum output) and corrected to the actual count when the call ends, in the same
+bucket; a correction upwards (a prompt estimated too low) cannot be refused after the fact,
+so the promise for tokens is about what was counted at admission.
 
 All limits of a request go through one ``window_admit`` (``counters.py``): all admitted or
 none, so a refused request consumes no quota. Its verdict carries what the headers say:
