@@ -103,6 +103,7 @@ def error_headers(surface: Surface, call: Call, err: GatewayError) -> dict[str, 
                **surface.error_headers(err)}
     seconds = err.retry_after
     if seconds is not None and seconds == seconds and seconds != float("inf"):  # not NaN/inf
+        # Rounded up: a client that waits this long is not early.
         headers["retry-after"] = str(max(1, math.ceil(min(seconds, 86400.0))))
     return headers
 
