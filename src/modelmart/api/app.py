@@ -288,6 +288,11 @@ class App:
         dialect = anthropic_messages if header(scope, b"anthropic-version") else openai_chat
         known = any(p == path for _, p in self._routes)
         err: GatewayError = NotFound(f"No route for {method} {path}.")
+        if path.startswith("/v1/v1/"):
+            # The Anthropic SDK appends /v1 itself: a base_url ending in /v1 doubles it.
+            err = NotFound(f"No route for {method} {path}: the client's base URL ends in /v1 "
+                           f"and the SDK adds /v1 itself; set the base URL to the server's "
+                           f"address without /v1 (the OpenAI SDK's base URL does end in /v1).")
         if known:
             err = GatewayError(f"Method {method} is not allowed for {path}.", status=405)
             err.kind = "invalid_request"
