@@ -51,13 +51,3 @@ def test_streaming_without_sse_is_refused_clearly(gateway):
                     json=BODY)
     assert ok.status_code == 200 and ok.text.startswith("data: ")
 
-
-def test_an_anthropic_base_url_ending_in_v1_is_told_how_to_fix_it(gateway):
-    import anthropic
-
-    client = anthropic.Anthropic(base_url=f"{gateway.url}/v1", api_key=gateway.key,
-                                 max_retries=0)
-    with pytest.raises(anthropic.NotFoundError) as caught:
-        client.messages.create(model=_model(gateway), max_tokens=5,
-                               messages=[{"role": "user", "content": "hi"}])
-    assert "without /v1" in caught.value.body["error"]["message"]
