@@ -69,7 +69,8 @@ class ForwardProxy:
             token = base64.b64encode(":".join(self.credentials).encode()).decode()
             if auth != f"Basic {token}":
                 writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
-                             b"proxy-authenticate: Basic realm=\"fake\"\r\ncontent-length: 0\r\n\r\n")
+                             b"proxy-authenticate: Basic realm=\"fake\"\r\n"
+                             b"content-length: 0\r\n\r\n")
                 await writer.drain()
                 writer.close()
                 return

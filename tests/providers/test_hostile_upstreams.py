@@ -63,7 +63,7 @@ def test_a_hostile_reply_is_a_quick_bounded_502_naming_the_deployment(upstream, 
     assert result["cpu_s"] < MAX_CPU_S, result
     assert result["rss_growth_mb"] < MAX_GROWTH_MB, result
     # The loop kept serving: the normal requests beside it were answered, none held up.
-    assert result["served"] >= 1 and result["worst_latency_s"] < 1.0, result
+    assert result["served"] >= 1 and result["worst_latency_s"] < 2.0, result
 
 
 def test_the_default_body_bound_holds_an_endless_body(upstream):

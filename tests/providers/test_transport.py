@@ -59,7 +59,8 @@ async def test_a_provider_runs_over_the_mock_transport():
     assert resp.content[0].text == "hi"
     sent = transport.requests[0]
     assert sent.url == "http://up.invalid/v1/chat/completions"
-    assert sent.headers["authorization"] == f"Bearer {KEY}" and json.loads(sent.body)["model"] == "m"
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert json.loads(sent.body)["model"] == "m"
 
 
 async def test_a_stream_in_chunks_and_a_stalled_one():

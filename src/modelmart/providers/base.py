@@ -86,7 +86,8 @@ class ProviderConfig:
         """Credentials found at run time (a refreshed AWS session token): scrubbed too."""
         new = tuple(v for v in values if v and v not in self._more_secrets)
         if new:
-            self._more_secrets += new
+            # The latest few: tokens rotate for as long as the process runs.
+            self._more_secrets = (self._more_secrets + new)[-8:]
             self._redactor = None
 
     def _secrets(self) -> list[str | None]:

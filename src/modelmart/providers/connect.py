@@ -1,5 +1,6 @@
-"""How a connection to an upstream is opened: directly, or through an HTTP proxy (a CONNECT
-tunnel for https targets, absolute-form requests for http ones), and with which TLS trust.
+"""Where a request to an upstream URL goes and how its connection is opened: directly, or
+through an HTTP proxy (a CONNECT tunnel for https targets, absolute-form requests for http
+ones), and with which TLS trust.
 
 Proxies follow the environment as ``urllib.request`` reads it (``HTTPS_PROXY``,
 ``HTTP_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, lowercase first), or a deployment's own
@@ -61,6 +62,38 @@ def proxy_for(scheme: str, host: str, port: int, proxies: dict[str, str]) -> Pro
     if "no" in proxies and urllib.request.proxy_bypass_environment(f"{host}:{port}", proxies):
         return None
     return Proxy(url)
+
+
+class Target:
+    """What a URL resolves to, parsed once per URL string: where to connect (the upstream,
+    or the proxy that ``proxies`` name for it) and the constant parts of a request head."""
+
+    __slots__ = ("key", "scheme", "host", "port", "proxy", "head")
+
+    def __init__(self, url: str, proxies: dict[str, str]) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Not the URL itself: it may hold a password.
+            raise ValueError(f"not an http(s) URL (scheme {parts.scheme!r})")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.key = (self.scheme, self.host, self.port)
+        self.proxy: Proxy | None = proxy_for(self.scheme, self.host, self.port, proxies)
+        authority = parts.netloc.rpartition("@")[2]
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        extra = b""
+        if self.proxy is not None and self.scheme == "http":
+            # Through a proxy, a plain-http request names its whole target.
+            path = f"http://{authority}{path}"
+            extra = self.proxy.auth_line
+        # The path goes out exactly as given (Bedrock signs its percent-encoded form).
+        # head: the request target, the lines to add without a host header of the caller's,
+        # and those to add with one.
+        self.head = (path.encode("latin-1"),
+                     b"host: %s\r\n%s" % (authority.encode("latin-1"), extra), extra)
 
 
 def tls_context(settings: Any = None) -> ssl.SSLContext:
@@ -132,14 +165,15 @@ async def open_tunnel(loop: asyncio.AbstractEventLoop, proxy: Proxy, host: str, 
 
 
 async def open_connection(loop: asyncio.AbstractEventLoop, factory: Callable[[], Any],
-                          scheme: str, host: str, port: int, proxy: Proxy | None,
-                          tls: ssl.SSLContext | None) -> Any:
-    """Open a connection for an ``h1`` target and return its protocol instance."""
+                          target: Target, tls: ssl.SSLContext | None) -> Any:
+    """Open a connection for ``target`` and return its protocol instance (made by
+    ``factory``); ``tls`` for an https target."""
+    host, port, proxy = target.host, target.port, target.proxy
     if proxy is None:
         _, conn = await loop.create_connection(factory, host, port, ssl=tls,
                                                server_hostname=host if tls else None)
         return conn
-    if scheme == "https":
+    if target.scheme == "https":
         conn = factory()
         await open_tunnel(loop, proxy, host, port, tls, conn)
         return conn

@@ -22,12 +22,11 @@ import ssl
 import time
 import zlib
 from collections import deque
-from urllib.parse import urlsplit
 
 import httptools
 
 from .base import UpstreamLimits
-from .connect import Proxy, environment_proxies, only_proxy, open_connection, proxy_for, tls_context
+from .connect import Target, environment_proxies, only_proxy, open_connection, tls_context
 
 _MAX_BUFFER = 1 << 20  # a stream's unread bytes before the socket stops being read
 # Seconds an idle connection may wait in the pool: under the 5 s keep-alive of uvicorn-based
@@ -73,38 +72,6 @@ class HeaderBlock:
             lines.append(f"{name}: {value}\r\n".encode("latin-1"))
         self.raw = b"".join(lines)
         self.names = frozenset(name.lower() for name in headers)
-
-
-class _Target:
-    """What a URL resolves to, parsed once per URL string: where to connect (the upstream,
-    or the proxy that ``proxies`` name for it) and the constant parts of a request head."""
-
-    __slots__ = ("key", "scheme", "host", "port", "proxy", "head")
-
-    def __init__(self, url: str, proxies: dict[str, str]) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            # Not the URL itself: it may hold a password.
-            raise ValueError(f"not an http(s) URL (scheme {parts.scheme!r})")
-        self.scheme = parts.scheme
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.key = (self.scheme, self.host, self.port)
-        self.proxy: Proxy | None = proxy_for(self.scheme, self.host, self.port, proxies)
-        authority = parts.netloc.rpartition("@")[2]
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        extra = b""
-        if self.proxy is not None and self.scheme == "http":
-            # Through a proxy, a plain-http request names its whole target.
-            path = f"http://{authority}{path}"
-            extra = self.proxy.auth_line
-        # The path goes out exactly as given (Bedrock signs its percent-encoded form).
-        # head: the request target, the lines to add without a host header of the caller's,
-        # and those to add with one.
-        self.head = (path.encode("latin-1"),
-                     b"host: %s\r\n%s" % (authority.encode("latin-1"), extra), extra)
 
 
 class Reply:
@@ -394,7 +361,7 @@ class Client:
         self._proxies = environment_proxies() if proxies is None else proxies
         self._idle: dict[tuple, deque[_Connection]] = {}
         self._open: set[_Connection] = set()
-        self._targets: dict[str, _Target] = {}
+        self._targets: dict[str, Target] = {}
         self._tls = tls  # None: the system's trust store, made at the first https call
         self._children: dict[tuple, Client] = {}
         self.closed = False
@@ -424,12 +391,12 @@ class Client:
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
-    def target(self, url: str) -> _Target:
+    def target(self, url: str) -> Target:
         target = self._targets.get(url)
         if target is None:
             if len(self._targets) > 4096:
                 self._targets.clear()
-            target = self._targets[url] = _Target(url, self._proxies)
+            target = self._targets[url] = Target(url, self._proxies)
         return target
 
     async def request(self, method: str, url: str, headers: dict[str, str] | HeaderBlock,
@@ -455,7 +422,7 @@ class Client:
         return Reply(conn, conn.parser.get_status_code(), conn.headers)
 
     @staticmethod
-    def _head(method: str, target: _Target, headers: dict[str, str] | HeaderBlock,
+    def _head(method: str, target: Target, headers: dict[str, str] | HeaderBlock,
               body: bytes) -> bytes:
         path, lines, lines_with_host = target.head
         if type(headers) is not HeaderBlock:
@@ -477,7 +444,7 @@ class Client:
             conn.abort()
         return None
 
-    async def _connect(self, target: _Target, timeout: float) -> _Connection:
+    async def _connect(self, target: Target, timeout: float) -> _Connection:
         if self.closed:
             raise RuntimeError("the upstream client is closed")
         loop = asyncio.get_running_loop()
@@ -488,9 +455,8 @@ class Client:
             tls = self._tls
         try:
             async with asyncio.timeout(timeout):
-                conn = await open_connection(
-                    loop, lambda: _Connection(self, target.key), target.scheme, target.host,
-                    target.port, target.proxy, tls)
+                conn = await open_connection(loop, lambda: _Connection(self, target.key),
+                                             target, tls)
         except TimeoutError:
             raise ConnectTimeout(timeout) from None
         self._open.add(conn)
