@@ -78,16 +78,17 @@ class SSEParser:
             cut += self._pending_len
         else:
             buf = chunk
-        if not buf.startswith(b"data: ") or b"\r" in buf or len(buf) > self._max:
+        size = len(buf)
+        if size > self._max or not buf.startswith(b"data: ") or b"\r" in buf:
             return None
         datas = buf[6:cut].split(b"\n\ndata: ")
         # Each "\n\ndata: " starts an event; any other newline (a second line, a comment,
         # a field, a blank line too many) makes the count exceed it: the general case.
         if buf.count(b"\n", 0, cut) != 2 * (len(datas) - 1):
             return None
-        rest = buf[cut + 2:]
-        if rest:
-            self._pending, self._pending_len = [rest], len(rest)
+        cut += 2
+        if cut < size:  # the start of the next event
+            self._pending, self._pending_len = [buf[cut:]], size - cut
         elif pending:
             self._pending, self._pending_len = [], 0
         return datas
