@@ -152,3 +152,14 @@ def test_close_after_whole_messages_is_quiet():
     decoder = EventStreamDecoder()
     assert len(decoder.feed(event_message("a", b"{}"))) == 1
     decoder.close()
+
+
+def test_a_declared_length_over_the_bound_is_refused_from_the_prelude():
+    from modelmart.dialects.eventstream import MessageTooLarge
+
+    data = event_message("x", b"a" * 2000)
+    decoder = EventStreamDecoder(max_payload=1000)
+    with pytest.raises(MessageTooLarge) as info:
+        decoder.feed(data[:12])  # only the prelude: nothing waited for
+    assert info.value.limit == 1000 and isinstance(info.value, EventStreamError)
+    assert len(EventStreamDecoder(max_payload=4096).feed(data)) == 1

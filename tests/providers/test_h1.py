@@ -8,7 +8,9 @@ import gzip
 
 import pytest
 
-from modelmart.providers.h1 import Client, ConnectTimeout, DeadlineExceeded, HTTPClosed, HTTPMalformed
+from modelmart.providers.base import UpstreamLimits
+from modelmart.providers.h1 import (Client, ConnectTimeout, DeadlineExceeded, HTTPClosed,
+                                    HTTPMalformed, LimitExceeded)
 
 
 class RawServer:
@@ -116,6 +118,57 @@ async def test_headers_and_error_statuses():
         reply = await post(client, server.url)
         assert reply.status == 429 and reply.headers["retry-after"] == "3"
         assert reply.headers["x-a"] == "1, 2" and await reply.read() == b"{}"
+        await client.close()
+
+
+async def test_repeated_headers_are_joined_in_order():
+    lines = b"".join(b"x-a: %d\r\n" % i for i in range(5))
+    async with RawServer(b"HTTP/1.1 200 OK\r\n" + lines + b"x-b: 1\r\ncontent-length: 0\r\n\r\n"
+                         ) as server:
+        client = Client()
+        reply = await post(client, server.url)
+        assert reply.headers["x-a"] == "0, 1, 2, 3, 4" and reply.headers["x-b"] == "1"
+        await client.close()
+
+
+async def test_what_an_upstream_sends_is_bounded():
+    """Each bound: one byte more than it allows fails the reply with ``LimitExceeded``
+    naming it, and the connection is dropped; exactly the bound is fine."""
+    limits = UpstreamLimits(header_bytes=1000, headers=10, body_bytes=5000)
+    server_gone = asyncio.Event()
+
+    async def long_header(writer):  # one header in many pieces: llhttp gathers it
+        writer.write(b"HTTP/1.1 200 OK\r\nx-pad: ")
+        for _ in range(100):
+            writer.write(b"a" * 100)
+            await writer.drain()
+            await asyncio.sleep(0.001)
+            if writer.transport.is_closing() or server_gone.is_set():
+                return
+
+    many = b"HTTP/1.1 200 OK\r\n" + b"x: 1\r\n" * 11 + b"content-length: 0\r\n\r\n"
+    zipped = gzip.compress(bytes(50_000))
+    replies = {
+        "header_bytes": long_header,
+        "headers": many,
+        "body_bytes": ok(b"x" * 5001),
+        "gzip": ok(zipped, b"content-encoding: gzip\r\n"),
+    }
+    for field, reply in replies.items():
+        async with RawServer(reply) as server:
+            client = Client(limits=limits, proxies={})
+            with pytest.raises(LimitExceeded) as info:
+                await (await post(client, server.url)).read()
+            assert info.value.field == ("body_bytes" if field == "gzip" else field)
+            await asyncio.sleep(0.01)  # the abort's connection_lost
+            assert not client._open and not client._idle.get(("http", "127.0.0.1", server.port))
+            await client.close()
+        server_gone.set()
+    async with RawServer(ok(b"x" * 5000), ok(gzip.compress(bytes(5000)),
+                                               b"content-encoding: gzip\r\n")) as server:
+        client = Client(limits=limits, proxies={})
+        assert len(await (await post(client, server.url)).read()) == 5000
+        assert await (await post(client, server.url)).read() == bytes(5000)
         await client.close()
 
 

@@ -176,3 +176,23 @@ async def test_closing_a_stream_unread_closes_the_upstream_and_frees_the_probe()
     assert providers["a"].closed == 1
     assert router.health()["a"]["state"] == "half_open"  # no verdict, but the slot is free
     assert [d.name for d in router.plan(router.catalog.get("m"), request())] == ["a", "b"]
+
+
+async def test_what_the_board_keeps_and_logs_of_an_error_is_scrubbed(caplog):
+    # An error that did not pass through providers/http.py (a provider of another kind):
+    # the board scrubs with the deployment's own credentials and the usual shapes anyway.
+    router, providers, _ = two_deployments()
+    router.catalog.get("m").deployments[0].config.api_key = "plain-configured-secret"
+    failure = UpstreamError("echo: key plain-configured-secret, Bearer sk-abcdefghijkl0123")
+    failure.detail = "http://10.0.0.5:8000/v1/chat/completions: ConnectionRefusedError()"
+    providers["a"].script = [failure] * 3 + [AuthenticationFailed("x-api-key: sk-ant-zz99")]
+    with caplog.at_level(logging.WARNING, logger="modelmart.routing"):
+        for _ in range(3):  # cooled down: logged with the wire detail
+            await router.complete(request())
+        router.board.reset()
+        await router.complete(request())  # the credentials-rejected warning
+    last = router.health()["a"]["last_error"]
+    assert "[redacted]" in last and "sk-ant-zz99" not in last
+    assert "10.0.0.5:8000" in caplog.text  # the wire detail, for the operator
+    for secret in ("plain-configured-secret", "sk-abcdefghijkl0123", "sk-ant-zz99"):
+        assert secret not in caplog.text

@@ -17,6 +17,8 @@ from modelmart.store.errors import Conflict
 from modelmart.tenancy import accounts
 
 from .admin_spec import openapi_spec, DOCS_HTML
+from modelmart.core.redact import strip_userinfo
+
 from .admission import secret_from
 from .http import Receive, Scope, Send, parse_json, read_body, send_json
 
@@ -201,6 +203,6 @@ class AdminAPI:
         for entry in self.app.catalog.models.values():
             out.append({"id": entry.id, "strategy": entry.strategy, "deployments": [
                 {"name": d.name, "provider": d.provider, "model": d.config.model,
-                 "base_url": d.config.base_url or None, "weight": d.weight, "region": d.region,
+                 "base_url": strip_userinfo(d.config.base_url) or None, "weight": d.weight, "region": d.region,
                  "health": health.get(d.name)} for d in entry.deployments]})
         return out

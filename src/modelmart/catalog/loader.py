@@ -11,6 +11,7 @@ import yaml
 
 from modelmart.providers.base import ProviderConfig
 
+from .connection import parse_limits, parse_proxy, parse_tls
 from .model import Catalog, Deployment, ModelEntry
 from .policies import (PolicyError, parse_context_window, parse_cooldown, parse_retries,
                        parse_timeouts)
@@ -25,7 +26,7 @@ _MODEL_KEYS = {"deployments", "strategy", "description", "owned_by", "price", "m
 _DEPLOYMENT_KEYS = {
     "provider", "model", "base_url", "api_key", "auth_header", "headers",
     "unsupported_params", "timeouts", "weight", "region", "capabilities", "options", "name",
-    "cost", "passthrough",
+    "cost", "passthrough", "tls", "proxy", "limits",
 }
 _STRATEGIES = {"fallback", "weighted", "least-latency", "lowest-cost"}
 
@@ -73,8 +74,12 @@ def _deployment(model_id: str, index: int, data: Any) -> Deployment:
     try:
         connect, first_token, total = parse_timeouts(data.get("timeouts"), f"{where}.timeouts")
         context_window = parse_context_window(caps, f"{where}.capabilities")
+        limits = parse_limits(data.get("limits"), f"{where}.limits")
+        tls = parse_tls(data.get("tls"), f"{where}.tls")
+        proxy = parse_proxy(data.get("proxy"), f"{where}.proxy")
     except PolicyError as exc:
         raise CatalogError(str(exc)) from None
+    name = str(data.get("name") or f"{model_id}/{preset_name}-{index}")
     cfg = ProviderConfig(
         kind=preset["kind"],
         model=str(data.get("model") or model_id),
@@ -93,6 +98,10 @@ def _deployment(model_id: str, index: int, data: Any) -> Deployment:
         context_window=context_window,
         options=dict(data.get("options") or {}),
         passthrough=_passthrough(data.get("passthrough"), f"{where}.passthrough"),
+        name=name,
+        limits=limits,
+        tls=tls,
+        proxy=proxy,
     )
     if cfg.kind == "bedrock" and data.get("region"):
         # Bedrock's endpoint and signature scope follow the region.
@@ -103,7 +112,7 @@ def _deployment(model_id: str, index: int, data: Any) -> Deployment:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
         raise CatalogError(f"{where}.weight: must be a number ≥ 0, not {weight!r}")
     return Deployment(
-        name=str(data.get("name") or f"{model_id}/{preset_name}-{index}"),
+        name=name,
         provider=preset_name,
         config=cfg,
         weight=float(weight),

@@ -42,6 +42,16 @@ class EventStreamError(UpstreamError):
     """A frame that is not valid event-stream (bad CRC, impossible lengths, cut short)."""
 
 
+class MessageTooLarge(EventStreamError):
+    """A message whose declared payload is over the decoder's bound (refused from its
+    prelude, before its bytes are waited for)."""
+
+    def __init__(self, total: int, limit: int) -> None:
+        super().__init__(f"event stream message payload too large ({total} bytes; the bound "
+                         f"is {limit})")
+        self.limit = limit
+
+
 @dataclass(slots=True)
 class Message:
     headers: dict[str, Any] = field(default_factory=dict)
@@ -108,18 +118,20 @@ def _encode_header(name: str, value: Any) -> bytes:
 
 
 class EventStreamDecoder:
-    """Incremental decoder: feed raw bytes as they arrive, get complete messages back."""
+    """Incremental decoder: feed raw bytes as they arrive, get complete messages back. A
+    message whose prelude declares a payload over ``max_payload`` bytes is refused at once."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_max")
 
-    def __init__(self) -> None:
+    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
         self._buf = bytearray()
+        self._max = max_payload
 
     def feed(self, chunk: bytes) -> list[Message]:
         self._buf += chunk
         out: list[Message] = []
         while len(self._buf) >= _PRELUDE_LEN:
-            total = _check_prelude(self._buf)
+            total = _check_prelude(self._buf, self._max)
             if len(self._buf) < total:
                 break
             out.append(_decode_message(bytes(self._buf[:total])))
@@ -134,15 +146,15 @@ class EventStreamDecoder:
             raise EventStreamError(f"event stream ended inside a message ({size} bytes left)")
 
 
-def _check_prelude(buf: bytearray) -> int:
+def _check_prelude(buf: bytearray, max_payload: int = MAX_PAYLOAD) -> int:
     total, head_len, crc = _PRELUDE.unpack_from(buf, 0)
     if zlib.crc32(bytes(buf[:8])) != crc:
         raise EventStreamError("event stream prelude checksum mismatch")
     if head_len > MAX_HEADERS or total < _MIN_MESSAGE + head_len:
         raise EventStreamError(f"event stream message has impossible lengths "
                                f"(total {total}, headers {head_len})")
-    if total - _MIN_MESSAGE - head_len > MAX_PAYLOAD:
-        raise EventStreamError(f"event stream message payload too large ({total} bytes)")
+    if total - _MIN_MESSAGE - head_len > max_payload:
+        raise MessageTooLarge(total, max_payload)
     return total
 
 

@@ -8,13 +8,12 @@ from typing import AsyncIterator
 
 import orjson
 
-from modelmart.core.errors import UpstreamError
 from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.dialects import anthropic_messages as wire
 
 from .base import Provider
 from .h1 import HeaderBlock
-from .http import post_json
+from .http import decode_json, post_json
 from .streaming import sse_upstream
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -53,12 +52,7 @@ class AnthropicProvider(Provider):
     async def complete(self, request: Request) -> Response:
         raw = await post_json(self.http, self.url, self.wire_headers,
                               self.body(request, stream=False), self.config, wire.decode_error)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("malformed reply from the Anthropic upstream: "
-                                "the body is not JSON") from None
-        return wire.decode_response(data)
+        return decode_json(raw, self.config, wire.decode_response)
 
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         return sse_upstream(self.http, self.url, self.wire_headers,

@@ -7,7 +7,31 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
+from modelmart.core.redact import Redactor, url_secrets
 from modelmart.core.types import Request, Response, StreamEvent
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamLimits:
+    """How much an upstream may send before the gateway gives up on its reply (a 502 that
+    names the bound). Generous: real replies stay far below them."""
+
+    header_bytes: int = 256 * 1024  # the status line and headers of one reply
+    headers: int = 1000  # header lines in one reply (duplicates included)
+    # A non-streamed reply's body, decompressed; for a stream, the bytes read but not yet
+    # consumed (the socket stops being read long before that).
+    body_bytes: int = 64 << 20
+    event_bytes: int = 24 << 20  # one SSE event, or one AWS event-stream message
+
+
+@dataclass(frozen=True, slots=True)
+class TLSSettings:
+    """How the upstream's certificate is checked (the catalog's ``tls:``). Without a CA of
+    its own, the system's trust store (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` respected)."""
+
+    ca_file: str | None = None  # trust these CAs (PEM) instead of the system's
+    ca_dir: str | None = None
+    verify: bool = True
 
 
 @dataclass(slots=True)
@@ -37,6 +61,46 @@ class ProviderConfig:
     passthrough: frozenset[str] | None = None
     # Kind-specific settings (local: model_path, n_ctx, queue_size; ...).
     options: dict[str, Any] = field(default_factory=dict)
+    # The deployment's name (the catalog's): what client-facing messages call it, never
+    # its URL, which may hold credentials or internal addresses.
+    name: str = ""
+    limits: UpstreamLimits = UpstreamLimits()
+    tls: TLSSettings | None = None
+    # An http:// proxy URL for this deployment; None: the environment's (HTTPS_PROXY,
+    # HTTP_PROXY, ALL_PROXY, NO_PROXY); "": none at all.
+    proxy: str | None = None
+    _redactor: Redactor | None = field(default=None, init=False, repr=False, compare=False)
+    _more_secrets: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        """How messages name this deployment."""
+        return f"deployment '{self.name}'" if self.name else f"the {self.kind} upstream"
+
+    def scrub(self, text: str) -> str:
+        """``text`` (from the upstream) without any credential the gateway holds for this
+        deployment, nor anything shaped like a credential (``core/redact.py``)."""
+        redactor = self._redactor
+        if redactor is None:
+            redactor = self._redactor = Redactor(self._secrets())
+        return redactor(text)
+
+    def add_secrets(self, *values: str | None) -> None:
+        """Credentials found at run time (a refreshed AWS session token): scrubbed too."""
+        new = tuple(v for v in values if v and v not in self._more_secrets)
+        if new:
+            # The latest few: tokens rotate for as long as the process runs.
+            self._more_secrets = (self._more_secrets + new)[-8:]
+            self._redactor = None
+
+    def _secrets(self) -> list[str | None]:
+        out: list[str | None] = [self.api_key, *self._more_secrets]
+        for value in self.headers.values():
+            out += [value, value.rpartition(" ")[2]]  # "Bearer x": the token alone too
+        for key in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
+            value = self.options.get(key)
+            out.append(str(value) if value else None)
+        return out + url_secrets(self.base_url) + url_secrets(self.proxy)
 
 
 # The routing deadline of the attempt in progress, on ``time.monotonic()``'s clock: until
@@ -56,7 +120,12 @@ class Provider(ABC):
 
     def __init__(self, config: ProviderConfig, http: Any) -> None:
         self.config = config
-        self.http = http  # the app's upstream connection pool, h1.Client (None for local)
+        # The app's transport (h1.Client, see transport.py; None for local), or the one it
+        # keeps for deployments with TLS, proxy or limits of their own.
+        for_config = getattr(http, "for_config", None)
+        if for_config is not None and config is not None:
+            http = for_config(config)
+        self.http = http
 
     @abstractmethod
     async def complete(self, request: Request) -> Response: ...

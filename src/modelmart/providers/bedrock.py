@@ -19,13 +19,13 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from modelmart.core.errors import AuthenticationFailed, UpstreamError
+from modelmart.core.errors import AuthenticationFailed
 from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.dialects import bedrock_converse as wire
 from modelmart.dialects.eventstream import CONTENT_TYPE as EVENTSTREAM, EventStreamDecoder
 
 from .base import Provider, ProviderConfig
-from .http import open_stream, post_json
+from .http import decode_json, open_stream, post_json
 from .streaming import batches_of
 
 DEFAULT_REGION = "us-east-1"
@@ -87,19 +87,18 @@ class BedrockProvider(Provider):
             raise AuthenticationFailed("no AWS credentials for the Bedrock deployment: set "
                                        "options.aws_access_key_id and "
                                        "options.aws_secret_access_key, or api_key")
-        return await asyncio.to_thread(self._chain.get_frozen_credentials)
+        frozen = await asyncio.to_thread(self._chain.get_frozen_credentials)
+        # Scrubbed from upstream error text like configured keys (a refresh adds the new).
+        self.config.add_secrets(frozen.access_key, frozen.secret_key, frozen.token)
+        return frozen
 
     async def complete(self, request: Request) -> Response:
         url, body = self.url(stream=False), self.body(request)
         headers = await self.headers(url, body, stream=False)
         raw = await post_json(self.http, url, headers, body, self.config,
                               wire.decode_error)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("malformed reply from the Bedrock upstream: "
-                                "the body is not JSON") from None
-        return wire.decode_response(data, self.config.model)
+        return decode_json(raw, self.config,
+                           lambda data: wire.decode_response(data, self.config.model))
 
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         async def opening():
@@ -108,7 +107,8 @@ class BedrockProvider(Provider):
             return await open_stream(self.http, url, headers, body, self.config,
                                      wire.decode_error)
 
-        frames, decoder = EventStreamDecoder(), wire.StreamDecoder(self.config.model)
+        frames = EventStreamDecoder(self.config.limits.event_bytes)
+        decoder = wire.StreamDecoder(self.config.model)
 
         def decode_chunk(chunk: bytes, batch: list[StreamEvent]) -> None:
             for message in frames.feed(chunk):
@@ -118,7 +118,7 @@ class BedrockProvider(Provider):
             frames.close()
             batch += decoder.close()
 
-        return batches_of(opening, decode_chunk, finish)
+        return batches_of(opening, decode_chunk, finish, self.config)
 
 
 def _static_credentials(options: dict) -> Credentials | None:

@@ -16,7 +16,7 @@ from modelmart.dialects import gemini as wire
 
 from .base import Provider
 from .h1 import HeaderBlock
-from .http import post_json
+from .http import decode_json, post_json
 from .streaming import sse_upstream
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
@@ -58,12 +58,7 @@ class GeminiProvider(Provider):
         url = self.url(stream=False)
         raw = await post_json(self.http, url, self.wire_headers, self.body(request, stream=False),
                               self.config, wire.decode_error)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"malformed reply from the Gemini upstream {url}: "
-                                "the body is not JSON") from None
-        return wire.decode_response(data)
+        return decode_json(raw, self.config, wire.decode_response)
 
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         return sse_upstream(self.http, self.url(stream=True), self.wire_headers,
@@ -88,7 +83,7 @@ class GeminiProvider(Provider):
             body = orjson.dumps(_embed_body(self.config.model, texts, request.dimensions))
             raw = await post_json(self.http, url, self.wire_headers, body, self.config,
                                   wire.decode_error)
-            vectors.extend(_embed_vectors(raw, len(texts), url))
+            vectors.extend(_embed_vectors(raw, len(texts), self.config.label))
         return EmbeddingResponse(model=self.config.model, vectors=vectors,
                                  input_tokens=estimate_tokens(request.inputs), estimated=True)
 
@@ -108,21 +103,20 @@ def _embed_body(model: str, texts: list[str], dimensions: int | None) -> dict[st
     return {"requests": requests}
 
 
-def _embed_vectors(raw: bytes, count: int, url: str) -> list[list[float]]:
+def _embed_vectors(raw: bytes, count: int, label: str) -> list[list[float]]:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError:
         data = None
     items = data.get("embeddings") if isinstance(data, dict) else None
     if not isinstance(items, list) or len(items) != count:
-        raise UpstreamError(f"malformed reply from the Gemini upstream {url}: expected "
-                            f"{count} embeddings")
+        raise UpstreamError(f"malformed reply from {label}: expected {count} embeddings")
     out = []
     for item in items:
         values = item.get("values") if isinstance(item, dict) else None
         if not isinstance(values, list) or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            raise UpstreamError(f"malformed reply from the Gemini upstream {url}: an "
-                                "embedding has no numeric 'values'")
+            raise UpstreamError(f"malformed reply from {label}: an embedding has no "
+                                "numeric 'values'")
         out.append([float(v) for v in values])
     return out

@@ -6,8 +6,13 @@ POST with a small JSON reply over a kept-alive loopback connection, measured wit
 ``bench/experiments/transport_cost.py``); the gateway makes one upstream call per request,
 so that difference was a fifth of all it spent.
 It does only what an LLM upstream needs: POST/GET with a body, HTTP/1.1 keep-alive, TLS,
-fixed-length, chunked and read-to-close bodies, gzip/deflate replies, and a single timer per
-wait for the caller's deadlines. No cookies, redirects or proxies.
+HTTP proxies (``connect.py``), fixed-length, chunked and read-to-close bodies, gzip/deflate
+replies, and a single timer per wait for the caller's deadlines. No cookies or redirects.
+
+What an upstream sends is bounded (``UpstreamLimits``): the reply head's bytes and lines, the
+body (decompressed), all checked as bytes arrive, in time linear in what was received. A
+reply over a bound fails with ``LimitExceeded`` and its connection is dropped.
+It is the default transport behind the seam in ``transport.py``.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import ssl
 import time
 import zlib
 from collections import deque
-from urllib.parse import urlsplit
 
 import httptools
+
+from .base import UpstreamLimits
+from .connect import Target, environment_proxies, only_proxy, open_connection, tls_context
 
 _MAX_BUFFER = 1 << 20  # a stream's unread bytes before the socket stops being read
 # Seconds an idle connection may wait in the pool: under the 5 s keep-alive of uvicorn-based
@@ -39,6 +46,18 @@ class DeadlineExceeded(TimeoutError):
     """A wait armed with a deadline did not finish in time; ``args[0]`` says which one."""
 
 
+class LimitExceeded(ConnectionError):
+    """The upstream sent more than a bound allows: ``args`` are the ``UpstreamLimits``
+    field's name and its value."""
+
+    def __init__(self, field: str, limit: int) -> None:
+        super().__init__(field, limit)
+        self.field, self.limit = field, limit
+
+    def __str__(self) -> str:
+        return f"the reply is over limits.{self.field}={self.limit}"
+
+
 class HeaderBlock:
     """Request headers checked and encoded once: a deployment's fixed ones (its key, its
     content type), reused by every call instead of encoded again each time."""
@@ -53,26 +72,6 @@ class HeaderBlock:
             lines.append(f"{name}: {value}\r\n".encode("latin-1"))
         self.raw = b"".join(lines)
         self.names = frozenset(name.lower() for name in headers)
-
-
-class _Target:
-    """What a URL resolves to, parsed once per URL string."""
-
-    __slots__ = ("key", "scheme", "host", "port", "head")
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        self.scheme = parts.scheme
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.key = (self.scheme, self.host, self.port)
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
-        # The path goes out exactly as given (Bedrock signs its percent-encoded form).
-        self.head = (path.encode("latin-1"), parts.netloc.rpartition("@")[2].encode("latin-1"))
 
 
 class Reply:
@@ -127,10 +126,16 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.loop = asyncio.get_running_loop()
         self.idle_since = 0.0
+        limits = pool.limits
+        self.max_head, self.max_headers = limits.header_bytes, limits.headers
+        self.max_body = limits.body_bytes
         self._reset()
 
     def _reset(self) -> None:
         self.headers: dict[str, str] = {}
+        self.repeated: dict[str, list[str]] | None = None  # headers sent more than once
+        self.head_bytes = 0
+        self.head_lines = 0
         self.head_done = False
         self.complete = False
         self.keep_alive = False
@@ -155,7 +160,11 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(HTTPMalformed("the upstream switched protocols"))
         except httptools.HttpParserError as exc:
-            self._fail(HTTPMalformed(f"malformed HTTP reply ({exc})"))
+            self._fail(HTTPMalformed(f"malformed HTTP reply ({exc})"))  # unless over a limit
+        if not self.head_done and self.received > self.max_head:
+            # Checked here too: llhttp hands over a header only once it is whole, and
+            # gathers a long one piece by piece until then.
+            self._fail(LimitExceeded("header_bytes", self.max_head))
 
     def connection_lost(self, exc) -> None:
         self.transport = None
@@ -179,17 +188,38 @@ class _Connection(asyncio.Protocol):
 
     # ---- httptools callbacks ------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_lines += 1
+        self.head_bytes += len(name) + len(value)
+        if self.head_lines > self.max_headers:
+            self._over("headers", self.max_headers)
+        if self.head_bytes > self.max_head:
+            self._over("header_bytes", self.max_head)
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
-        old = self.headers.get(key)
-        self.headers[key] = text if old is None else f"{old}, {text}"
+        headers = self.headers
+        if key not in headers:
+            headers[key] = text
+            return
+        # Joined once the head is complete: joining at each repeat is quadratic.
+        if self.repeated is None:
+            self.repeated = {}
+        values = self.repeated.get(key)
+        if values is None:
+            self.repeated[key] = [headers[key], text]
+        else:
+            values.append(text)
 
     def on_headers_complete(self) -> None:
         if 100 <= self.parser.get_status_code() < 200:
             # An interim reply (100 Continue, 103 Early Hints): the real one follows.
             self.interim = True
             self.headers = {}
+            self.repeated = None
             return
+        if self.repeated is not None:
+            for key, values in self.repeated.items():
+                self.headers[key] = ", ".join(values)
+            self.repeated = None
         self.head_done = True
         encoding = self.headers.get("content-encoding", "").lower()
         if encoding in ("gzip", "x-gzip"):
@@ -200,11 +230,14 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self.inflate is not None:
-            body = self.inflate.decompress(body)
+            # Never more than one byte past the bound, however much this inflates to.
+            body = self.inflate.decompress(body, self.max_body - self.buffered + 1)
             if not body:
                 return
         self.chunks.append(body)
         self.buffered += len(body)
+        if self.buffered > self.max_body:
+            self._over("body_bytes", self.max_body)
         if (self.streaming and self.buffered > _MAX_BUFFER and not self.paused
                 and self.transport is not None):
             self.paused = True
@@ -220,6 +253,10 @@ class _Connection(asyncio.Protocol):
             if rest:
                 self.chunks.append(rest)
                 self.buffered += len(rest)
+                if self.buffered > self.max_body:  # not raised: may run from connection_lost
+                    self._fail(LimitExceeded("body_bytes", self.max_body))
+                    self.chunks = []
+                    return
         self.complete = True
         # Asked here: once feed_data returns, llhttp has moved on and answers False.
         self.keep_alive = self.transport is not None and self.parser.should_keep_alive()
@@ -229,6 +266,13 @@ class _Connection(asyncio.Protocol):
     def _reads_to_close(self) -> bool:
         h = self.headers
         return "content-length" not in h and "chunked" not in h.get("transfer-encoding", "")
+
+    def _over(self, field: str, limit: int) -> None:
+        """Fail the reply and stop the parser: the rest of what arrived is not looked at."""
+        exc = LimitExceeded(field, limit)
+        self._fail(exc)
+        self.chunks = []
+        raise exc
 
     def _wake(self) -> None:
         waiter = self.waiter
@@ -302,16 +346,41 @@ class _Connection(asyncio.Protocol):
 
 class Client:
     """Keep-alive connection pools, one per (scheme, host, port). Not thread-safe: one per
-    event loop."""
+    event loop.
 
-    def __init__(self, max_idle_per_host: int = 512, tls: ssl.SSLContext | None = None) -> None:
+    ``proxies`` maps schemes to proxy URLs as ``urllib.request.getproxies()`` does (the
+    default: read from the environment now); ``limits`` bound what upstreams send. A
+    deployment with TLS, proxy or limit settings of its own gets a client of its own from
+    ``for_config`` (made once, closed with this one)."""
+
+    def __init__(self, max_idle_per_host: int = 512, tls: ssl.SSLContext | None = None, *,
+                 limits: UpstreamLimits | None = None,
+                 proxies: dict[str, str] | None = None) -> None:
         self.max_idle = max_idle_per_host
+        self.limits = limits or UpstreamLimits()
+        self._proxies = environment_proxies() if proxies is None else proxies
         self._idle: dict[tuple, deque[_Connection]] = {}
         self._open: set[_Connection] = set()
-        self._targets: dict[str, _Target] = {}
+        self._targets: dict[str, Target] = {}
         self._tls = tls  # None: the system's trust store, made at the first https call
+        self._children: dict[tuple, Client] = {}
         self.closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def for_config(self, cfg) -> "Client":
+        """The client for a deployment's ``ProviderConfig``: this one, unless the deployment
+        sets its own TLS trust, proxy or limits."""
+        if cfg.tls is None and cfg.proxy is None and cfg.limits == self.limits:
+            return self
+        key = (cfg.tls, cfg.proxy, cfg.limits)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = Client(
+                self.max_idle, tls_context(cfg.tls) if cfg.tls is not None else self._tls,
+                limits=cfg.limits,
+                proxies=self._proxies if cfg.proxy is None else only_proxy(cfg.proxy))
+            child._loop = self._loop
+        return child
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -322,12 +391,12 @@ class Client:
             loop = self._loop = asyncio.get_running_loop()
         return loop
 
-    def target(self, url: str) -> _Target:
+    def target(self, url: str) -> Target:
         target = self._targets.get(url)
         if target is None:
             if len(self._targets) > 4096:
                 self._targets.clear()
-            target = self._targets[url] = _Target(url)
+            target = self._targets[url] = Target(url, self._proxies)
         return target
 
     async def request(self, method: str, url: str, headers: dict[str, str] | HeaderBlock,
@@ -353,13 +422,13 @@ class Client:
         return Reply(conn, conn.parser.get_status_code(), conn.headers)
 
     @staticmethod
-    def _head(method: str, target: _Target, headers: dict[str, str] | HeaderBlock,
+    def _head(method: str, target: Target, headers: dict[str, str] | HeaderBlock,
               body: bytes) -> bytes:
-        path, host = target.head
+        path, lines, lines_with_host = target.head
         if type(headers) is not HeaderBlock:
             headers = HeaderBlock(headers)
         return b"%s %s HTTP/1.1\r\n%s%scontent-length: %d\r\n\r\n" % (
-            method.encode(), path, b"" if "host" in headers.names else b"host: %s\r\n" % host,
+            method.encode(), path, lines_with_host if "host" in headers.names else lines,
             headers.raw, len(body))
 
     def _pooled(self, key: tuple) -> _Connection | None:
@@ -375,20 +444,19 @@ class Client:
             conn.abort()
         return None
 
-    async def _connect(self, target: _Target, timeout: float) -> _Connection:
+    async def _connect(self, target: Target, timeout: float) -> _Connection:
         if self.closed:
             raise RuntimeError("the upstream client is closed")
         loop = asyncio.get_running_loop()
         tls = None
         if target.scheme == "https":
             if self._tls is None:
-                self._tls = ssl.create_default_context()
+                self._tls = tls_context()
             tls = self._tls
         try:
             async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self, target.key), target.host, target.port, ssl=tls,
-                    server_hostname=target.host if tls else None)
+                conn = await open_connection(loop, lambda: _Connection(self, target.key),
+                                             target, tls)
         except TimeoutError:
             raise ConnectTimeout(timeout) from None
         self._open.add(conn)
@@ -413,6 +481,8 @@ class Client:
         for conn in list(self._open):
             conn.abort()
         self._idle.clear()
+        for child in self._children.values():
+            await child.close()
 
 
 class ConnectTimeout(TimeoutError):

@@ -10,14 +10,13 @@ from typing import AsyncIterator
 import orjson
 
 from modelmart.core.embeddings import EmbeddingRequest, EmbeddingResponse, estimate_tokens
-from modelmart.core.errors import UpstreamError
 from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.dialects import openai_chat as wire
 from modelmart.dialects import openai_embeddings
 
 from .base import Provider
 from .h1 import HeaderBlock
-from .http import auth_headers, post_json
+from .http import auth_headers, decode_json, post_json
 from .streaming import sse_upstream
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -46,13 +45,7 @@ class OpenAIProvider(Provider):
             self.http, self.url, self.wire_headers,
             self.body(request, stream=False), self.config, wire.decode_error,
         )
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(
-                f"malformed reply from the OpenAI upstream {self.url}: the body is not JSON"
-            ) from None
-        return wire.decode_response(data)
+        return decode_json(raw, self.config, wire.decode_response)
 
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         return sse_upstream(self.http, self.url, self.wire_headers,
@@ -74,12 +67,7 @@ class OpenAIProvider(Provider):
             drop=self.config.unsupported_params)
         raw = await post_json(self.http, self.embeddings_url, self.wire_headers,
                               orjson.dumps(payload), self.config, openai_embeddings.decode_error)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"malformed reply from the OpenAI upstream "
-                                f"{self.embeddings_url}: the body is not JSON") from None
-        resp = openai_embeddings.decode_response(data)
+        resp = decode_json(raw, self.config, openai_embeddings.decode_response)
         if resp.estimated:  # some OpenAI-compatible servers report no usage
             resp.input_tokens = estimate_tokens(request.inputs)
         return resp

@@ -7,9 +7,11 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 from modelmart.core.errors import GatewayError
 from modelmart.core.types import StreamEvent
-from modelmart.dialects.sse import SSEParser
+from modelmart.dialects.eventstream import MessageTooLarge
+from modelmart.dialects.sse import EventTooLarge, SSEParser
 
-from .http import ErrorDecoder, open_stream
+from .base import ProviderConfig
+from .http import ErrorDecoder, limit_error, open_stream, upstream_error
 
 Batch = list[StreamEvent]
 
@@ -27,10 +29,21 @@ async def flatten(batches: AsyncIterator[Batch]) -> AsyncIterator[StreamEvent]:
 Opener = Callable[[], Awaitable[Any]]  # opens the upstream stream: returns an http.Body
 
 
+def stream_failure(err: GatewayError, cfg: ProviderConfig | None) -> GatewayError:
+    """An error decoded from a stream (an error event, a malformed or oversized frame) as the
+    client may see it: credentials scrubbed, a bound named by the deployment."""
+    if cfg is None:
+        return err
+    if isinstance(err, (EventTooLarge, MessageTooLarge)):
+        return limit_error(cfg, "event_bytes", err.limit)
+    return upstream_error(err, cfg)
+
+
 async def batches_of(
     open_body: Opener,
     decode_chunk: Callable[[bytes, Batch], None],
     finish: Callable[[Batch], None],
+    cfg: ProviderConfig | None = None,
 ) -> AsyncIterator[Batch]:
     """One batch per upstream read (empty reads yield nothing). ``decode_chunk(chunk, batch)``
     and ``finish(batch)`` append the events they decode to ``batch``, and may raise a
@@ -39,7 +52,8 @@ async def batches_of(
 
     ``open_body`` (``http.open_stream`` with its arguments bound) is called at the first
     iteration; the body it returns (``read()`` gives b"" at its end) is closed when this
-    generator ends, so a provider needs no generator of its own around this one."""
+    generator ends, so a provider needs no generator of its own around this one. Errors the
+    decoder raises go through ``stream_failure`` for the deployment ``cfg``."""
     body = await open_body()
     try:
         while True:
@@ -50,10 +64,11 @@ async def batches_of(
                     decode_chunk(chunk, batch)
                 else:  # the end of the body
                     finish(batch)
-            except GatewayError:
+            except GatewayError as err:
+                failure = stream_failure(err, cfg)
                 if batch:
                     yield batch
-                raise
+                raise failure from None
             if batch:
                 yield batch
             if not chunk:
@@ -62,10 +77,12 @@ async def batches_of(
         await body.aclose()
 
 
-def sse_batches(open_body: Opener, decoder) -> AsyncIterator[Batch]:
+def sse_batches(open_body: Opener, decoder, cfg: ProviderConfig | None = None
+                ) -> AsyncIterator[Batch]:
     """Batches from an SSE body through a dialect's ``StreamDecoder`` (``batches_of`` itself,
-    not a generator around it: a layer less per batch)."""
-    parser = SSEParser()
+    not a generator around it: a layer less per batch); events bounded by
+    ``cfg.limits.event_bytes``."""
+    parser = SSEParser(cfg.limits.event_bytes) if cfg is not None else SSEParser()
     feed = decoder.feed
     feed_datas = getattr(decoder, "feed_datas", None)
     if feed_datas is None:
@@ -86,7 +103,7 @@ def sse_batches(open_body: Opener, decoder) -> AsyncIterator[Batch]:
             batch += feed(name, data)
         batch += decoder.close()
 
-    return batches_of(open_body, decode_chunk, finish)
+    return batches_of(open_body, decode_chunk, finish, cfg)
 
 
 def sse_upstream(http, url: str, headers, make_body: Callable[[], bytes], cfg,
@@ -96,4 +113,4 @@ def sse_upstream(http, url: str, headers, make_body: Callable[[], bytes], cfg,
     async def opening():
         return await open_stream(http, url, headers, make_body(), cfg, decode_error)
 
-    return sse_batches(opening, decoder)
+    return sse_batches(opening, decoder, cfg)

@@ -6,7 +6,9 @@ others keep skipping it → a success makes it ``healthy``, a failure cools it d
 An upstream 401/403 puts it in ``credentials_rejected``: skipped and probed the same way,
 but the state stays until a success, so the operator sees why.
 
-State is per process and in memory: it is a routing hint, not a record.
+State is per process and in memory: it is a routing hint, not a record. What it keeps and
+logs of an upstream's error is scrubbed of credentials (``ProviderConfig.scrub``) first: the
+admin API shows it, and an upstream may echo the gateway's key back.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Callable
 
 from modelmart.catalog import CooldownPolicy, Deployment
 from modelmart.core.errors import GatewayError
+from modelmart.core.redact import redact
 
 log = logging.getLogger("modelmart.routing")
 
@@ -53,6 +56,11 @@ class DeploymentHealth:
 
 def _ewma(old: float | None, sample: float) -> float:
     return sample if old is None else old + EWMA_ALPHA * (sample - old)
+
+
+def _scrubbed(dep: Deployment, text: str) -> str:
+    config = getattr(dep, "config", None)
+    return config.scrub(text) if config is not None else redact(text)
 
 
 class HealthBoard:
@@ -112,9 +120,12 @@ class HealthBoard:
         h = self._note_failure(dep, err)
         if h.consecutive_failures >= cooldown.failures:
             if h.cooling_until is None:
-                log.warning("deployment %s failed %d times in a row (last: %s); skipping it "
+                # The wire detail (its URL without userinfo, the socket error) is for the
+                # operator only: clients and the ledger never see it.
+                detail = getattr(err, "detail", None)
+                log.warning("deployment %s failed %d times in a row (last: %s%s); skipping it "
                             "for %gs", h.name, h.consecutive_failures, h.last_error,
-                            cooldown.seconds)
+                            f" [{_scrubbed(dep, detail)}]" if detail else "", cooldown.seconds)
             h.cooling_until = self.clock() + cooldown.seconds
 
     def rejected(self, dep: Deployment, err: GatewayError, cooldown: CooldownPolicy) -> None:
@@ -123,7 +134,7 @@ class HealthBoard:
         if not h.credentials_rejected:
             log.warning("deployment %s: the upstream rejected the gateway's credentials "
                         "(HTTP %d: %s); check its api_key. Skipping it until it answers again.",
-                        h.name, err.status, err.message)
+                        h.name, err.status, _scrubbed(dep, err.message)[:300])
         h.credentials_rejected = True
         h.cooling_until = self.clock() + cooldown.seconds
 
@@ -135,7 +146,7 @@ class HealthBoard:
         h = self.get(dep)
         h.failures += 1
         h.consecutive_failures += 1
-        h.last_error = f"{err.status}: {err.message}"[:300]
+        h.last_error = _scrubbed(dep, f"{err.status}: {err.message}")[:300]
         h.last_failure_at = self.clock()
         h.probe_since = None
         return h

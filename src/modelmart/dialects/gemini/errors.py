@@ -24,7 +24,7 @@ _CODE_FOR_NAME = {
     "UNKNOWN": 500, "DATA_LOSS": 500, "UNIMPLEMENTED": 501, "UNAVAILABLE": 503,
     "DEADLINE_EXCEEDED": 504,
 }
-_SECONDS = re.compile(r"([0-9.]+)s")
+_SECONDS = re.compile(r"([0-9]+(?:\.[0-9]+)?)s")  # "1.2.3s" is no number
 _BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 _RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
 _ERROR_INFO = "type.googleapis.com/google.rpc.ErrorInfo"
