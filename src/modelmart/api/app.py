@@ -29,6 +29,7 @@ from .admin import AdminAPI
 from .embeddings import embedding_routes
 from . import passthrough
 from .admission import Admission
+from .console import Console
 from .http import Receive, Scope, Send, header, send_json
 from .models import get_model, list_models
 from .settings import Settings
@@ -68,6 +69,7 @@ class App:
         self.router = Router(self.catalog, self.providers, cost_of=self._routing_cost)
         self.admission = Admission(self)
         self.admin = AdminAPI(self)
+        self.console = Console(self)
         self.http = None
         self.store = None
         self.keys: KeyCache | None = None
@@ -210,6 +212,8 @@ class App:
 
     async def _fallback_route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
+        if path == "/console" or path.startswith("/console/"):
+            return await self.console(scope, receive, send)
         if path.startswith("/admin"):
             await self.admin(scope, receive, send)
             return

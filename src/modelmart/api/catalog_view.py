@@ -54,7 +54,12 @@ def catalog(app: "App") -> list[dict]:
     health = app.router.health()
     out = []
     for entry in app.catalog.models.values():
-        out.append({
+        try:
+            app.pricing.check(entry)
+            priced = True
+        except Exception:  # UnpricedModel: refused until a price and every cost are known
+            priced = False
+        out.append({"priced": priced,
             "id": entry.id, "strategy": entry.strategy, "description": entry.description,
             "max_output_tokens": entry.max_output_tokens, "price": _price(app, entry.id),
             "deployments": [{

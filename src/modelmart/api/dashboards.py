@@ -116,7 +116,7 @@ async def overview(app: "App", customer_id: int | None, since: float | None = No
         out["windows"][name] = {"since": iso(a), "until": iso(b), **totals(rows)}
     out["series"] = await _series(store, customer_id, since, until)
     f = LedgerFilter(customer_id=customer_id, since=since, until=until)
-    names = await _names(app)
+    names = await id_names(app)
     if customer_id is None:
         out["top_customers"] = _top(await store.ledger_summary(f, ["customer"]), "customer",
                                     names["customers"])
@@ -162,7 +162,7 @@ def _top(rows: list[dict], group: str, names: dict | None, limit: int = 10) -> l
     return out
 
 
-async def _names(app: "App") -> dict:
+async def id_names(app: "App") -> dict:
     customers = {c.id: c.name for c in await app.store.list_customers()}
     keys = {k.id: k.prefix + (f" ({k.name})" if k.name else "")
             for k in await app.store.list_keys(include_revoked=True)}
@@ -209,7 +209,7 @@ def _before(value: str | None) -> tuple[float, int] | None:
                              param="before") from None
 
 
-def _row(row_id: int, rec, names: dict, customer_view: bool) -> dict:
+def row_view(row_id: int, rec, names: dict, customer_view: bool) -> dict:
     item = {"id": row_id, "request_id": rec.request_id, "time": iso(rec.created_at),
             "customer": names["customers"].get(rec.customer_id),
             "key": names["keys"].get(rec.key_id), "model": rec.model,
@@ -230,12 +230,12 @@ async def ledger(app: "App", f: LedgerFilter, customer_view: bool, limit: int = 
                  before: str | None = None) -> dict:
     limit = max(1, min(int(limit), 1000))
     rows = await app.store.ledger_page(f, limit + 1, _before(before))
-    names = await _names(app)
+    names = await id_names(app)
     more = len(rows) > limit
     rows = rows[:limit]
     total = totals(await app.store.ledger_summary(f, ["status"]))
     out = {"totals": for_customer(total) if customer_view else total,
-           "rows": [_row(i, rec, names, customer_view) for i, rec in rows],
+           "rows": [row_view(i, rec, names, customer_view) for i, rec in rows],
            "next": f"{rows[-1][1].created_at!r},{rows[-1][0]}" if more else None}
     return out
 
@@ -247,14 +247,14 @@ CSV_COLUMNS = ("request_id", "time", "customer", "key", "model", "provider", "de
 
 
 async def ledger_csv(app: "App", f: LedgerFilter, customer_view: bool) -> str:
-    names = await _names(app)
+    names = await id_names(app)
     columns = [c for c in CSV_COLUMNS if not customer_view or c not in
                ("provider", "deployment", "cost_usd", "margin_usd")]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row_id, rec in await app.store.ledger_rows(f):
-        item = _row(row_id, rec, names, customer_view)
+        item = row_view(row_id, rec, names, customer_view)
         writer.writerow(["" if item.get(c) is None else item[c] for c in columns])
     return out.getvalue()
 
