@@ -10,6 +10,7 @@ requests need the session's CSRF token and a same-origin Origin or Referer.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,7 +178,7 @@ class Console:
     def error(self, req: Request, status: int, message: str) -> Response:
         if req.path.startswith("/api/"):
             return json_response({"error": {"message": message}}, status)
-        return self.page(req, "error.html", status, status=status, message=message)
+        return self.page(req, "error.html", status, code=status, message=message)
 
     async def _home(self, req: Request) -> Response:
         return redirect("/console/overview" if req.signed.operator else "/console/me")
@@ -200,7 +201,8 @@ class Console:
             return await self._login_page(req, 401, "That key is unknown or revoked.")
         token, _ = made
         target = _safe_next(await req.field("next")) or "/console/"
-        return redirect(target, set_cookie(req.scope, token, int(self.sessions.lifetime)))
+        return redirect(target, set_cookie(req.scope, token,
+                                           max(1, math.ceil(self.sessions.lifetime))))
 
     async def _logout(self, req: Request) -> Response:
         await self.sessions.sign_out(req.signed)
