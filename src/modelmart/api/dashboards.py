@@ -280,9 +280,10 @@ async def spend(app: "App", customer_id: int | None, now: float | None = None) -
         views = [_key_spend(k, all_time, this_month, now) for k in own]
         month_pico = sum(r["price_pico"] for r in this_month
                          if r["key"] in {k.id for k in own})
+        total_pico = sum(all_time.get(k.id, 0) for k in own)
         out.append({"id": c.id, "name": c.name, "rpm": c.rpm, "tpm": c.tpm,
-                    "month_usd": format_usd(month_pico),
-                    "total_usd": format_usd(sum(all_time.get(k.id, 0) for k in own)),
+                    "month_pico": month_pico, "month_usd": format_usd(month_pico),
+                    "total_pico": total_pico, "total_usd": format_usd(total_pico),
                     "keys": views})
     return out
 
@@ -291,9 +292,11 @@ def _key_spend(key, all_time: dict, this_month: list[dict], now: float) -> dict:
     from modelmart.tenancy.accounts import key_view
 
     view = key_view(key)
-    view["spent_total_usd"] = format_usd(all_time.get(key.id, 0))
-    view["spent_month_usd"] = format_usd(sum(r["price_pico"] for r in this_month
-                                             if r["key"] == key.id))
+    view["spent_total_pico"] = all_time.get(key.id, 0)
+    view["spent_month_pico"] = sum(r["price_pico"] for r in this_month if r["key"] == key.id)
+    view["spent_total_usd"] = format_usd(view["spent_total_pico"])
+    view["spent_month_usd"] = format_usd(view["spent_month_pico"])
+    view["budget_pico"] = key.budget_pico
     if key.budget_pico is not None:
         window = budget_window(key.budget_period or "total", now)
         if window.start is None:
@@ -302,6 +305,7 @@ def _key_spend(key, all_time: dict, this_month: list[dict], now: float) -> dict:
             first = int(window.start // DAY)
             spent = sum(r["price_pico"] for r in this_month
                         if r["key"] == key.id and r["day"] >= first)
+        view["budget_spent_pico"] = spent
         view["budget_spent_usd"] = format_usd(spent)
         view["budget_used"] = round(spent / key.budget_pico, 6)
     return view
