@@ -197,10 +197,10 @@ class OperatorPages:
     # ---- margins ---------------------------------------------------------------------------
     async def margins(self, req: Request) -> Response:
         month = req.query.get("month") or time.strftime("%Y-%m", time.gmtime())
-        data = await reports.margins(self.app.store, month)
+        rollup = dashboards.Rollup(self.app.store)
+        data = await reports.margins(rollup, month)
         start, end = reports.month_bounds(month)
-        store = self.app.store
-        by_pm = await reports.billed_summary(store, ["provider", "model"], since=start,
+        by_pm = await reports.billed_summary(rollup, ["provider", "model"], since=start,
                                              until=end)
         cells = [dashboards.money({"provider": r["provider"], "model": r["model"],
                                    "requests": r["requests"], "cost_pico": r["cost_pico"],
