@@ -114,3 +114,12 @@ def test_tool_results_and_images_cross_to_openai(client, fakes):
 def test_models_list_in_anthropic_shape(client):
     ids = [m.id for m in client.models.list()]
     assert "smollm2-135m" in ids and "claude-fake" in ids
+
+
+def test_a_base_url_ending_in_v1_is_told_how_to_fix_it(gateway):
+    client = anthropic.Anthropic(base_url=f"{gateway.url}/v1", api_key=gateway.key,
+                                 max_retries=0)
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        client.messages.create(model="gpt-4o-mini", max_tokens=5,
+                               messages=[{"role": "user", "content": "hi"}])
+    assert "without /v1" in caught.value.body["error"]["message"]

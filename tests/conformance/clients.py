@@ -21,6 +21,9 @@ import boto3
 import botocore.exceptions
 import openai
 from botocore.config import Config
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 
 from .spec import (AssistantToolCall, Call, Result, ToolChoice, ToolResult, ToolSpec, Turn,
                    UserImage, UserText)
@@ -436,4 +439,93 @@ class BedrockClient:
         return exc.response["Error"].get("Message", "")
 
 
-SURFACES = ("openai-chat", "anthropic-messages", "openai-responses", "bedrock-converse")
+# ---- Gemini generateContent (google-genai) ----------------------------------------------
+
+
+class GeminiClient:
+    name = "gemini"
+    # Gemini ends a turn with STOP whether it wrote text or called functions.
+    STOP_END, STOP_TOOL, STOP_MAX = "STOP", "STOP", "MAX_TOKENS"
+    MIDSTREAM_ERROR = genai_errors.APIError
+
+    def __init__(self, base_url: str, key: str) -> None:
+        self.sdk = genai.Client(api_key=key, http_options=genai_types.HttpOptions(
+            base_url=base_url, timeout=60_000))
+
+    @staticmethod
+    def render(turns: list[Turn]) -> list:
+        T = genai_types
+        out = []
+        for t in turns:
+            if isinstance(t, UserText):
+                out.append(T.Content(role="user", parts=[T.Part(text=t.text)]))
+            elif isinstance(t, UserImage):
+                out.append(T.Content(role="user", parts=[
+                    T.Part(text=t.text),
+                    T.Part(inline_data=T.Blob(mime_type=t.media_type, data=t.raw))]))
+            elif isinstance(t, AssistantToolCall):
+                out.append(T.Content(role="model", parts=[T.Part(function_call=T.FunctionCall(
+                    id=t.id, name=t.name, args=t.arguments))]))
+            elif isinstance(t, ToolResult):
+                out.append(T.Content(role="user", parts=[T.Part(
+                    function_response=T.FunctionResponse(id=t.id, name=t.name,
+                                                         response={"output": t.content}))]))
+        return out
+
+    @staticmethod
+    def render_config(tools, choice, max_tokens, temperature):
+        T = genai_types
+        config = T.GenerateContentConfig(max_output_tokens=max_tokens, temperature=temperature)
+        if tools:
+            config.tools = [T.Tool(function_declarations=[
+                T.FunctionDeclaration(name=t.name, description=t.description,
+                                      parameters_json_schema=t.schema) for t in tools])]
+            config.automatic_function_calling = T.AutomaticFunctionCallingConfig(disable=True)
+        if choice is not None:
+            names = None if choice == "any" else [choice[1]]
+            config.tool_config = T.ToolConfig(function_calling_config=T.FunctionCallingConfig(
+                mode="ANY", allowed_function_names=names))
+        return config
+
+    def complete(self, model: str, turns: list[Turn], *, tools: list[ToolSpec] | None = None,
+                 tool_choice: ToolChoice = None, stream: bool = False, max_tokens: int = 64,
+                 temperature: float | None = None) -> Result:
+        kwargs = {"model": model, "contents": self.render(turns),
+                  "config": self.render_config(tools, tool_choice, max_tokens, temperature)}
+        chunks = (self.sdk.models.generate_content_stream(**kwargs) if stream
+                  else [self.sdk.models.generate_content(**kwargs)])
+        text, calls, finish, usage = "", [], None, None
+        for chunk in chunks:  # a function call arrives whole, in the chunk that has it
+            candidate = chunk.candidates[0] if chunk.candidates else None
+            for part in (candidate.content.parts or []) if candidate and candidate.content else []:
+                if part.function_call is not None:
+                    fc = part.function_call
+                    calls.append(Call(fc.name, dict(fc.args or {}), fc.id))
+                elif part.text and not part.thought:
+                    text += part.text
+            if candidate is not None and candidate.finish_reason is not None:
+                finish = candidate.finish_reason.value
+            if chunk.usage_metadata is not None:
+                usage = chunk.usage_metadata
+        assert usage is not None, "no usageMetadata"
+        return Result(text, calls, finish, usage.prompt_token_count or 0,
+                      usage.candidates_token_count or 0)
+
+    def error_class(self, status: int) -> type[BaseException]:
+        return genai_errors.ServerError if status >= 500 else genai_errors.ClientError
+
+    def status_of(self, exc: Any) -> int:
+        return exc.code
+
+    def retry_after_of(self, exc: Any) -> str | None:
+        return exc.response.headers.get("retry-after") if exc.response is not None else None
+
+    def code_of(self, exc: Any) -> str | None:
+        return exc.status
+
+    def message_of(self, exc: Any) -> str:
+        return exc.message or str(exc)
+
+
+SURFACES = ("openai-chat", "anthropic-messages", "openai-responses", "bedrock-converse",
+            "gemini")

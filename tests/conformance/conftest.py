@@ -9,7 +9,8 @@ import pytest
 
 from tests.harness import GatewayServer
 
-from .clients import AnthropicClient, BedrockClient, OpenAIChatClient, ResponsesClient
+from .clients import (AnthropicClient, BedrockClient, GeminiClient, OpenAIChatClient,
+                      ResponsesClient)
 from .providers import catalog, start_fakes
 
 
@@ -40,6 +41,7 @@ def clients(gateway):
         "anthropic-messages": AnthropicClient(gateway.url, gateway.key),
         "openai-responses": ResponsesClient(gateway.url, gateway.key),
         "bedrock-converse": BedrockClient(gateway.url, akid, secret),
+        "gemini": GeminiClient(gateway.url, gateway.key),
     }
 
 

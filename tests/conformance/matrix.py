@@ -30,6 +30,7 @@ SURFACE_TITLE = {
     "anthropic-messages": "Anthropic Messages (`anthropic` SDK)",
     "openai-responses": "OpenAI Responses (`openai` SDK)",
     "bedrock-converse": "Bedrock Converse (`boto3`)",
+    "gemini": "Gemini (`google-genai` SDK)",
 }
 PROVIDER_TITLE = {"local": "local (SmolLM2, real)", "openai": "openai", "anthropic": "anthropic",
                   "bedrock": "bedrock", "gemini": "gemini"}

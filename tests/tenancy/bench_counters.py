@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 import tempfile
 import time
 
@@ -19,7 +18,7 @@ from modelmart.tenancy.budgets import Budgets
 from modelmart.tenancy.coordinator import CoordinatorCounters, start_coordinator
 from modelmart.tenancy.counters import MemoryCounters, RedisCounters
 from modelmart.tenancy.limits import RateLimiter
-from tests.tenancy.conftest import _free_port, _wait_for_redis
+from tests.redis_server import redis_server
 
 N = 20_000
 
@@ -46,6 +45,8 @@ async def _bench(label: str, counters) -> None:
     calls = {
         "try_add": lambda i: counters.try_add("bench", 1, 10**15, 60),
         "get": lambda i: counters.get("bench"),
+        "window_admit (one limit)": lambda i: counters.window_admit(
+            [("bench-w", 1, 10**15)], int(time.time())),
         "admit (key+customer rpm/tpm)": lambda i: limiter.admit(key, (10**9, 10**12), 100),
         "budget reserve": lambda i: budgets.reserve(key, 1000),
     }
@@ -66,20 +67,15 @@ async def main(redis_url: str, socket_path: str) -> None:
 
 if __name__ == "__main__":
     workdir = tempfile.mkdtemp(prefix="mm-bench-")
-    port = _free_port()
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--save", "",
-                              "--dir", workdir], stdout=subprocess.DEVNULL)
     coordinator = start_coordinator(f"{workdir}/c.sock")
     try:
-        _wait_for_redis(port, redis)
-        try:
-            import uvloop
-            uvloop.install()
-        except ImportError:
-            pass
-        asyncio.run(main(f"redis://127.0.0.1:{port}/0", coordinator.socket_path))
+        with redis_server() as url:
+            try:
+                import uvloop
+                uvloop.install()
+            except ImportError:
+                pass
+            asyncio.run(main(url, coordinator.socket_path))
     finally:
         coordinator.stop()
-        redis.terminate()
-        redis.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 
 import pytest
 
 from modelmart.tenancy.coordinator import CoordinatorCounters, start_coordinator
+from modelmart.tenancy.counters import BUCKETS
 
 
 async def test_try_add_is_atomic_under_200_concurrent_tasks(counters, name):
@@ -106,24 +108,6 @@ async def test_coordinator_client_reconnects_after_a_restart(tmp_path_factory, n
         handle.stop()
 
 
-async def test_try_add_all_is_all_or_nothing(counters, name):
-    a, b = name + "a", name + "b"
-    assert await counters.try_add_all([(a, 1, 3), (b, 10, 20)], 60) == (True, [1, 10])
-    assert await counters.try_add_all([(a, 1, 3), (b, 10, 20)], 60) == (True, [2, 20])
-    # b is full: a must not move either.
-    assert await counters.try_add_all([(a, 1, 3), (b, 10, 20)], 60) == (False, [2, 20])
-    assert await counters.get(a) == 2
-    assert await counters.try_add_all([(a, 1, 3), (b, 0, 20)], 60) == (True, [3, 20])
-
-
-async def test_try_add_all_is_atomic_under_200_concurrent_tasks(counters, name):
-    items = [(name + "r", 1, 30), (name + "t", 7, 7 * 100)]
-    results = await asyncio.gather(*(counters.try_add_all(items, 60) for _ in range(200)))
-    assert sum(ok for ok, _ in results) == 30
-    assert sorted(values[0] for ok, values in results if ok) == list(range(1, 31))
-    assert await counters.get(name + "t") == 7 * 30
-
-
 async def test_a_coordinator_that_stops_answering_fails_requests_in_time(name):
     path = f"/tmp/mm-{name}.sock"
     silent = await asyncio.start_unix_server(lambda r, w: asyncio.sleep(10), path)
@@ -145,3 +129,149 @@ async def test_coordinator_drops_a_client_that_sends_garbage(coordinator_socket,
     assert await reader.readline() == b"[1,0]\n"
     assert await asyncio.wait_for(reader.read(), 2) == b""  # closed, nothing more answered
     writer.close()
+
+
+# ---- windows: one-second buckets of the last 61 seconds -------------------------------
+
+S = 1_700_000_000  # a second
+
+
+async def test_a_window_admits_up_to_its_limit_in_61_seconds_and_no_more(counters, name):
+    assert await counters.window_admit([(name, 6, 10)], S) == [True, S, [6], [S + 61], S]
+    assert await counters.window_admit([(name, 4, 10)], S + 30) == [True, S + 30, [10],
+                                                                    [S + 91], S + 30]
+    # Full until the first bucket leaves: the 6 of second S count through second S + 60.
+    assert await counters.window_admit([(name, 1, 10)], S + 60) == [False, S + 60, [10],
+                                                                    [S + 91], S + 61]
+    assert await counters.window_admit([(name, 6, 10)], S + 61) == [True, S + 61, [10],
+                                                                    [S + 122], S + 61]
+    assert await counters.window_admit([(name, 1, 10)], S + 61) == [False, S + 61, [10],
+                                                                    [S + 122], S + 91]
+    # A request larger than the limit never fits; a request of 0 always does.
+    assert (await counters.window_admit([(name, 11, 10)], S + 61))[::4] == [False, -1]
+    assert (await counters.window_admit([(name, 0, 10)], S + 61))[0] is True
+
+
+async def test_a_refusal_says_when_the_request_would_fit(counters, name):
+    await counters.window_admit([(name, 3, 10)], S)
+    await counters.window_admit([(name, 4, 10)], S + 10)
+    await counters.window_admit([(name, 2, 10)], S + 20)
+    # 9 counted: 5 fits once 4 have left (S's 3 and S+10's 4): at S + 71.
+    assert await counters.window_admit([(name, 5, 10)], S + 30) == [False, S + 30, [9],
+                                                                    [S + 81], S + 71]
+    assert (await counters.window_admit([(name, 4, 10)], S + 30))[4] == S + 61
+    assert (await counters.window_admit([(name, 5, 10)], S + 71))[0] is True
+
+
+async def test_window_admit_is_all_or_nothing_and_fits_when_all_fit(counters, name):
+    a, b = name + "a", name + "b"
+    assert (await counters.window_admit([(a, 1, 3), (b, 10, 20)], S))[:3] == [True, S, [1, 10]]
+    assert (await counters.window_admit([(a, 1, 3), (b, 10, 20)], S + 5))[:3] == \
+        [True, S + 5, [2, 20]]
+    # b is full: a must not move either; it fits when S's 10 tokens leave b.
+    assert await counters.window_admit([(a, 1, 3), (b, 10, 20)], S + 6) == \
+        [False, S + 6, [2, 20], [S + 66, S + 66], S + 61]
+    assert (await counters.window_admit([(a, 1, 3), (b, 0, 20)], S + 6))[:3] == \
+        [True, S + 6, [3, 20]]
+    # Never: one item can never fit, however long the other waits.
+    assert (await counters.window_admit([(a, 1, 3), (b, 21, 20)], S + 6))[4] == -1
+
+
+async def test_seconds_never_go_back_in_a_window(counters, name):
+    a, b = name + "a", name + "b"
+    await counters.window_admit([(a, 5, 10)], S + 100)
+    # A request that read second S + 99 but arrives after one of S + 100 counts in S + 100,
+    # in every window it touches.
+    assert (await counters.window_admit([(b, 1, 10), (a, 1, 10)], S + 99))[:3] == \
+        [True, S + 100, [1, 6]]
+    assert (await counters.window_admit([(b, 1, 10)], S + 99))[1] == S + 100
+
+
+async def test_window_add_corrects_a_bucket_while_it_is_in_the_window(counters, name):
+    await counters.window_admit([(name, 8, 10)], S)
+    await counters.window_add(name, S, -5)  # a settled estimate: 3 left in S
+    assert (await counters.window_admit([(name, 7, 10)], S + 60))[:3] == [True, S + 60, [10]]
+    # S left the window at S + 61: only the 7 count, and a late correction to S is dropped.
+    await counters.window_add(name, S, -3)
+    assert (await counters.window_admit([(name, 3, 10)], S + 61))[:3] == [True, S + 61, [10]]
+    await counters.window_add(name, S + 60, 2)  # counted more than estimated
+    assert (await counters.window_admit([(name, 0, 10)], S + 61))[2] == [12]
+    await counters.window_add(name + "x", S, 5)  # no such window: nothing to correct
+    assert (await counters.window_admit([(name + "x", 10, 10)], S))[0] is True
+
+
+async def test_window_admit_is_atomic_under_200_concurrent_tasks(counters, name):
+    items = [(name + "r", 1, 30), (name + "t", 7, 7 * 100)]
+    results = await asyncio.gather(*(counters.window_admit(items, S) for _ in range(200)))
+    assert sum(v[0] for v in results) == 30
+    assert sorted(v[2][0] for v in results if v[0]) == list(range(1, 31))
+    assert all(v[2] == [30, 210] and v[4] == S + 61 for v in results if not v[0])
+
+
+class ReferenceWindows:
+    """The specification, the slow way: every bucket kept, sums taken afresh."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, dict[int, int]] = {}
+        self.head: dict[str, int] = {}
+        self.last: dict[str, int] = {}
+
+    def total(self, name: str, at: int, since: int | None = None) -> int:
+        """The buckets of the window at ``at`` (from ``since`` on, if given)."""
+        since = at - 60 if since is None else max(since, at - 60)
+        return sum(v for s, v in self.buckets.get(name, {}).items() if since <= s <= at)
+
+    def clear_at(self, name: str, at: int) -> int:
+        return self.last[name] + BUCKETS if self.total(name, at) > 0 else 0
+
+    def fits_at(self, name: str, at: int, amount: int, limit: int) -> int:
+        if amount > limit:
+            return -1
+        return next(s for s in range(at, at + BUCKETS + 1)
+                    if self.total(name, at, since=s - 60) + amount <= limit)
+
+    def admit(self, items, second: int) -> list:
+        at = max([second] + [self.head.get(n, second) for n, _, _ in items])
+        for n, _, _ in items:
+            self.head[n] = at
+            self.last.setdefault(n, -1)
+        totals = [self.total(n, at) for n, _, _ in items]
+        if all(t + a <= lim for t, (_, a, lim) in zip(totals, items)):
+            for n, a, _ in items:
+                bucket = self.buckets.setdefault(n, {})
+                bucket[at] = bucket.get(at, 0) + a
+                if a > 0:
+                    self.last[n] = at
+            return [True, at, [self.total(n, at) for n, _, _ in items],
+                    [self.clear_at(n, at) for n, _, _ in items], at]
+        fits = [self.fits_at(n, at, a, lim) for n, a, lim in items]
+        return [False, at, totals, [self.clear_at(n, at) for n, _, _ in items],
+                -1 if -1 in fits else max(fits)]
+
+    def add(self, name: str, second: int, delta: int) -> None:
+        head = self.head.get(name)
+        if head is not None and head - 60 <= second <= head:
+            bucket = self.buckets.setdefault(name, {})
+            bucket[second] = bucket.get(second, 0) + delta
+            if delta > 0:
+                self.last[name] = max(self.last[name], second)
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_windows_behave_like_the_reference_under_random_use(counters, name, seed):
+    rng = random.Random(seed)
+    reference = ReferenceWindows()
+    names = [f"{name}{i}" for i in range(3)]
+    second = S
+    for _ in range(400):
+        second += rng.choice([0, 0, 0, 1, 1, 2, 5, 30, 59, 60, 61, 62, 200])
+        if rng.random() < 0.2:
+            n, s = rng.choice(names), second - rng.randrange(70)
+            delta = rng.randrange(-5, 6)
+            reference.add(n, s, delta)
+            await counters.window_add(n, s, delta)
+            continue
+        chosen = rng.sample(names, rng.randrange(1, 4))
+        items = [(n, rng.randrange(0, 12), rng.choice([5, 10, 40])) for n in chosen]
+        late = second - rng.choice([0, 0, 0, 1, 3])  # a request that read the clock earlier
+        assert await counters.window_admit(items, late) == reference.admit(items, late)

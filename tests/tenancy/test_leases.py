@@ -1,5 +1,6 @@
-"""Rate-limit leases: workers sharing the coordinator's counters admit most requests from
-what they hold, never more than the limit, and exactly the limit when it is small."""
+"""Rate-limit leases: workers sharing the coordinator's windows admit most requests from
+what they hold, for the second it was leased in, never more than the limit, and exactly the
+limit when it is small."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import random
 import pytest
 
 from modelmart.core.errors import RateLimited
-from modelmart.tenancy.counters import CounterTable, MemoryCounters
+from modelmart.tenancy.counters import BUCKETS, CounterTable, MemoryCounters
 from modelmart.tenancy.coordinator import LEASE_DIVISOR
 from modelmart.tenancy.leases import LEASE
 from modelmart.tenancy.limits import RateLimiter
 
-from .test_limits import MINUTE, T0, make_key
+from .promise import T0, Clock, LimitLog, make_key
+
+S0 = int(T0)  # the second of T0
 
 
 class Coordinator(MemoryCounters):
@@ -24,21 +27,33 @@ class Coordinator(MemoryCounters):
     def __init__(self, table: CounterTable, workers: int) -> None:
         self.table, self.workers, self.calls = table, workers, 0
 
-    async def lease_all(self, items, ttl):
+    async def window_lease(self, items, second):
         self.calls += 1
         await asyncio.sleep(0)  # a round trip: other requests run meanwhile
-        return tuple(self.table.lease_all(items, ttl, LEASE_DIVISOR * self.workers))
+        return self.table.window_lease(items, second, LEASE_DIVISOR * self.workers)
 
-    async def add(self, key, amount, ttl):
+    async def window_add(self, name, second, delta):
         self.calls += 1
         await asyncio.sleep(0)
-        return self.table.add(key, amount, ttl)
+        return self.table.window_add(name, second, delta)
 
 
-def workers(n: int):
-    table = CounterTable()
+def workers(n: int, clock: Clock | None = None):
+    table, clock = CounterTable(), clock or Clock()
     conns = [Coordinator(table, n) for _ in range(n)]
-    return table, conns, [RateLimiter(c) for c in conns]
+    return table, conns, [RateLimiter(c, clock) for c in conns]
+
+
+def total(table: CounterTable, name: str) -> int:
+    """What the window ``name`` holds (at the newest second it has seen)."""
+    window = table._windows.get(name)
+    return 0 if window is None else window.total
+
+
+def bucket(table: CounterTable, name: str, second: int) -> int:
+    window = table._windows[name]
+    assert window.head - BUCKETS < second <= window.head
+    return window.ring[second % BUCKETS]
 
 
 async def admit_all(limiters, key, attempts, now, tokens=0, rng=None) -> int:
@@ -59,19 +74,18 @@ async def quiet(*limiters) -> None:
         await asyncio.sleep(0)
 
 
-def test_lease_all_leases_only_a_share_of_the_room_left():
+def test_window_lease_leases_only_a_share_of_the_room_left_in_the_same_bucket():
     table = CounterTable()
-    admitted, values, leased = table.lease_all([("a", 1, 1000, 32, 0), ("b", 5, 10, 160, 0)],
-                                               60, 32)
+    verdict = table.window_lease([("a", 1, 1000, 32, 0), ("b", 5, 10, 160, 0)], S0, 32)
     # a: 999 left after the request, 999 // 32 = 31 leased; b: 5 left, nothing leased
-    assert (admitted, values, leased) == (True, [32, 5], [31, 0])
-    admitted, values, leased = table.lease_all([("a", 1, 1000, 32, 0), ("b", 6, 10, 0, 0)],
-                                               60, 32)
-    assert (admitted, values, leased) == (False, [32, 5], [0, 0])  # all or nothing
-    assert table.get("a") == 32 and table.get("b") == 5
+    assert verdict == [True, S0, [32, 5], [S0 + 61, S0 + 61], S0, [31, 0]]
+    verdict = table.window_lease([("a", 1, 1000, 32, 0), ("b", 6, 10, 0, 0)], S0, 32)
+    assert verdict[0] is False and verdict[2] == [32, 5] and verdict[5] == [0, 0]
+    assert total(table, "a") == 32 and total(table, "b") == 5
     # What the holder already has counts: 967 left, 30 allowed, 25 held, so 5 more.
-    admitted, values, leased = table.lease_all([("a", 1, 1000, 100, 25)], 60, 32)
-    assert (admitted, values, leased) == (True, [38], [5])
+    verdict = table.window_lease([("a", 1, 1000, 100, 25)], S0 + 1, 32)
+    assert verdict[:3] == [True, S0 + 1, [38]] and verdict[5] == [5]
+    assert bucket(table, "a", S0) == 32 and bucket(table, "a", S0 + 1) == 6
 
 
 @pytest.mark.parametrize("limit", [1, 5, 20, 32])
@@ -91,9 +105,9 @@ async def test_large_limits_take_few_round_trips_and_never_admit_more_than_the_l
     assert await admit_all(limiters, key, 5000, T0) == 5000
     assert sum(c.calls for c in conns) < 5000 / 20  # most were admitted from leases
     await quiet(*limiters)
-    counter = next(k for k in table._values if k.startswith("rl:"))
+    counter = "rl:k1:r"
     held = [l._leases.held[counter][0] for l in limiters]
-    assert table.get(counter) == 5000 + sum(held)  # plus what the leases still hold
+    assert total(table, counter) == 5000 + sum(held)  # plus what the leases still hold
     assert all(h <= 100_000 // 32 for h in held)
 
     # To its limit: one worker, then only the other, which may be refused while the first
@@ -102,33 +116,35 @@ async def test_large_limits_take_few_round_trips_and_never_admit_more_than_the_l
     a, b = limiters
     first = await admit_all([a], key, 500, T0)
     await quiet(a)
-    held = a._leases.held[f"rl:k{key.id}:r:{int(T0 // 60)}"][0]
+    held = a._leases.held[f"rl:k{key.id}:r"][0]
     # At most half a lease (when it tops up) plus 1/32 of the room left then.
     assert first == 500 and 0 < held <= LEASE // 2 + 500 // (2 * LEASE_DIVISOR)
     assert await admit_all([b], key, 1000, T0) == 500 - held
     assert await admit_all([a], key, 1000, T0) == held  # the first worker still has them
 
 
-async def test_unused_leases_go_back_when_the_minute_ends():
-    table, conns, limiters = workers(2)
+async def test_unused_leases_go_back_when_the_second_ends():
+    clock = Clock(T0 + 0.99)  # the end-of-second timers are due in 10 ms
+    table, conns, limiters = workers(2, clock)
     key = make_key(rpm=100_000)
-    assert await admit_all(limiters, key, 7, T0) == 7
-    old = f"rl:k{key.id}:r:{int(T0 // 60)}"
-    assert table.get(old) > 7  # leased ahead
+    assert await admit_all(limiters, key, 7, clock.now) == 7
+    assert bucket(table, "rl:k1:r", S0) > 7  # leased ahead
     a, b = limiters
-    await a.admit(key, None, 0, now=MINUTE + 61)  # a's first request of the next minute
-    b._leases._expire(int(T0 // 60))  # b's timer at the end of the minute (b is idle)
-    assert not b._leases.held
+    clock.now = T0 + 1.2
+    await a.admit(key, None, 0)  # a's first request of the next second gives a's back
+    await asyncio.sleep(0.05)  # b is idle: its timer gives b's back when the second ends
+    assert not b._leases.held and b._leases.second == S0 + 1
     while a._leases.returning or b._leases.returning:
         await asyncio.sleep(0)
-    assert table.get(old) == 7  # the previous minute counts what was admitted
+    assert bucket(table, "rl:k1:r", S0) == 7  # second S0 counts what was admitted in it
+    assert bucket(table, "rl:k1:r", S0 + 1) == 1 + a._leases.held["rl:k1:r"][0]
 
 
 async def test_a_refused_request_gives_back_what_it_took_from_the_lease():
     table, _, (limiter,) = workers(1)
     key = make_key(rpm=100_000, tpm=2_000_000)
     await limiter.admit(key, None, 100, now=T0)  # leases tokens (and requests) ahead
-    tokens = f"rl:k{key.id}:t:{int(T0 // 60)}"
+    tokens = f"rl:k{key.id}:t"
     held = limiter._leases.held[tokens][0]
     assert held > 0
     with pytest.raises(RateLimited):  # takes the tokens held, the rest is refused
@@ -144,18 +160,17 @@ async def test_token_settlement_and_headers_with_leases():
     assert int(second.headers["x-ratelimit-remaining-tokens"]) == \
         int(first.headers["x-ratelimit-remaining-tokens"]) - 1000
     await limiter.settle(second, 400)  # 600 fewer than estimated, given back at once
-    tokens = f"rl:k{key.id}:t:{int(T0 // 60)}"
-    assert table.get(tokens) == 2000 - 600 + limiter._leases.held[tokens][0]
+    tokens = f"rl:k{key.id}:t"
+    assert total(table, tokens) == 2000 - 600 + limiter._leases.held[tokens][0]
 
 
 async def test_concurrent_requests_in_one_worker_make_one_trip_at_a_time():
     table, conns, (a, b) = workers(2)
     key = make_key(rpm=1000, tpm=100_000)
-    window = int(T0 // 60)
     results = await asyncio.gather(*(a.admit(key, None, 50, now=T0) for _ in range(300)),
                                    return_exceptions=True)
     assert all(not isinstance(r, BaseException) for r in results)
-    requests, tokens = a._leases.held[f"rl:k1:r:{window}"], a._leases.held[f"rl:k1:t:{window}"]
+    requests, tokens = a._leases.held["rl:k1:r"], a._leases.held["rl:k1:t"]
     # Held at most 1/32 of what was left, never the sum of many trips.
     await quiet(a)
     assert requests[0] <= 1000 // 32 and tokens[0] <= 100_000 // 32
@@ -181,55 +196,37 @@ class SlowCoordinator(Coordinator):
         super().__init__(table, workers)
         self.gate = asyncio.Event()
 
-    async def lease_all(self, items, ttl):
+    async def window_lease(self, items, second):
         await self.gate.wait()
-        return await super().lease_all(items, ttl)
+        return await super().window_lease(items, second)
 
 
 def one_slow_worker(kind=None):
     """One worker whose coordinator answers only when ``gate`` is set, and a key with room."""
     table = CounterTable()
     slow = (kind or SlowCoordinator)(table, 1)
-    return table, slow, RateLimiter(slow), make_key(rpm=100_000)
+    return table, slow, RateLimiter(slow, Clock()), make_key(rpm=100_000)
 
 
-async def test_a_lease_granted_after_its_minute_ended_goes_back():
+async def test_a_lease_granted_after_its_second_ended_goes_back():
     table, slow, limiter, key = one_slow_worker()
     late = asyncio.ensure_future(limiter.admit(key, None, 0, now=T0))
-    await asyncio.sleep(0)
-    nxt = asyncio.ensure_future(limiter.admit(key, None, 0, now=MINUTE + 61))  # next minute
-    await asyncio.sleep(0)
+    for _ in range(2):  # until its trip waits for the coordinator
+        await asyncio.sleep(0)
+    nxt = asyncio.ensure_future(limiter.admit(key, None, 0, now=T0 + 1))  # next second
+    for _ in range(2):
+        await asyncio.sleep(0)
     slow.gate.set()
-    await asyncio.gather(late, nxt)
+    first, second = await asyncio.gather(late, nxt)
+    assert (first.second, second.second) == (S0, S0 + 1)
     while limiter._leases.returning:
         await asyncio.sleep(0)
-    assert table.get(f"rl:k1:r:{int(T0 // 60)}") == 1  # its lease went back at once
-
-
-async def test_a_request_keeps_the_minute_it_started_in():
-    # A request of the end of a minute waiting for the previous minute's count, while one
-    # of the next minute switches the key's shared limits: the first still counts in its own
-    # minute (which is full), not in the next one against the older minute's share.
-    class SlowGet(MemoryCounters):
-        async def get(self, key):
-            for _ in range(3):
-                await asyncio.sleep(0)
-            return await super().get(key)
-
-    first, second = MemoryCounters(), SlowGet()
-    second.table = first.table
-    a, b = RateLimiter(first), RateLimiter(second)
-    key = make_key(rpm=10)
-    assert await admit_all([a], key, 10, MINUTE + 59.0) == 10
-    late = asyncio.ensure_future(b.admit(key, None, 0, now=MINUTE + 59.999))
-    await asyncio.sleep(0)
-    early = asyncio.ensure_future(b.admit(key, None, 0, now=MINUTE + 60.001))
-    results = await asyncio.gather(late, early, return_exceptions=True)
-    assert all(isinstance(r, RateLimited) for r in results), results
+    assert bucket(table, "rl:k1:r", S0) == 1  # its lease went back at once
+    assert bucket(table, "rl:k1:r", S0 + 1) == 1 + limiter._leases.held["rl:k1:r"][0]
 
 
 class FailingCoordinator(Coordinator):
-    async def lease_all(self, items, ttl):
+    async def window_lease(self, items, second):
         self.calls += 1
         await asyncio.sleep(0.01)
         raise TimeoutError("coordinator did not answer in time")
@@ -237,7 +234,7 @@ class FailingCoordinator(Coordinator):
 
 async def test_requests_waiting_for_a_trip_that_fails_fail_with_it():
     conn = FailingCoordinator(CounterTable(), 1)
-    limiter = RateLimiter(conn)
+    limiter = RateLimiter(conn, Clock())
     key = make_key(rpm=100_000)
     results = await asyncio.gather(*(limiter.admit(key, None, 0, now=T0) for _ in range(10)),
                                    return_exceptions=True)
@@ -252,7 +249,7 @@ async def test_keys_of_one_customer_share_what_is_asked_for_its_counter():
     customer = (10_000, None)
     results = await asyncio.gather(*(a.admit(k, customer, 0, now=T0) for k in keys))
     assert len(results) == 40
-    held = a._leases.held[f"rl:c7:r:{int(T0 // 60)}"][0]
+    held = a._leases.held["rl:c7:r"][0]
     assert held <= 2 * 32  # not 40 keys' worth of leases of the customer's counter
 
 
@@ -266,8 +263,8 @@ async def test_a_request_cancelled_during_its_trip_leaves_what_it_was_granted_he
     for _ in range(5):
         await asyncio.sleep(0)
     assert request.cancelled()
-    counter = f"rl:k1:r:{int(T0 // 60)}"
-    assert table.get(counter) == limiter._leases.held[counter][0] > 1  # nothing lost
+    counter = "rl:k1:r"
+    assert total(table, counter) == limiter._leases.held[counter][0] > 1  # nothing lost
     await limiter.admit(key, None, 0, now=T0)  # and the next request is served from it
     assert slow.calls == 1
 
@@ -275,12 +272,13 @@ async def test_a_request_cancelled_during_its_trip_leaves_what_it_was_granted_he
 async def test_a_lease_is_topped_up_before_it_runs_out_and_grows_with_demand():
     table, conns, (a,) = workers(1)
     key = make_key(rpm=1_000_000)
-    counter, keys = f"rl:k1:r:{int(T0 // 60)}", (f"rl:k1:r:{int(T0 // 60)}",)
+    counter, keys = "rl:k1:r", ("rl:k1:r",)
+    asking = (S0, keys)
     await a.admit(key, None, 0, now=T0)  # the first trip: 1 + 32 leased
     assert a._leases.held[counter][0] == 32
     for _ in range(17):  # down to 15, under half: a top-up starts, nobody waits
         await a.admit(key, None, 0, now=T0)
-    assert a._leases._refills and keys in a._leases._asking
+    assert a._leases._refills and asking in a._leases._asking
     await quiet(a)
     assert a._leases.held[counter][0] == 32 and not a._leases._short
     assert a._leases._want.get(keys, LEASE) == LEASE
@@ -288,7 +286,7 @@ async def test_a_lease_is_topped_up_before_it_runs_out_and_grows_with_demand():
     await asyncio.gather(*(a.admit(key, None, 0, now=T0) for _ in range(500)))
     assert a._leases._want[keys] > LEASE
     await quiet(a)
-    assert table.get(counter) == 1 + 17 + 500 + a._leases.held[counter][0]
+    assert total(table, counter) == 1 + 17 + 500 + a._leases.held[counter][0]
 
 
 async def test_near_its_cap_a_worker_does_not_top_up_at_every_request():
@@ -313,15 +311,15 @@ async def test_a_cancelled_request_loses_nothing_whenever_its_answer_comes(turns
     request.cancel()
     await asyncio.gather(request, return_exceptions=True)
     await quiet(limiter)
-    counter = f"rl:k1:r:{int(T0 // 60)}"
+    counter = "rl:k1:r"
     held = limiter._leases.held[counter][0]
     if request.cancelled():
-        assert table.get(counter) == held
+        assert total(table, counter) == held
     else:  # admitted before the cancellation reached it
-        assert table.get(counter) == held + 1
+        assert total(table, counter) == held + 1
     assert limiter._leases._timer is not None  # what is held goes back when the minute ends
     await limiter.close()  # and at shutdown
-    assert table.get(counter) == (0 if request.cancelled() else 1)
+    assert total(table, counter) == (0 if request.cancelled() else 1)
 
 
 class SlowerCoordinator(SlowCoordinator):
@@ -343,4 +341,82 @@ async def test_close_waits_for_trips_under_way_and_gives_everything_back():
     assert not closing.done()
     slow.gate.set()
     await closing
-    assert table.get(f"rl:k1:r:{int(T0 // 60)}") == 18
+    assert total(table, "rl:k1:r") == 18
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_workers_with_leases_keep_the_promise_under_random_concurrent_load(seed):
+    """Three workers sharing one table, bursts of concurrent requests over four minutes of a
+    fake clock, rpm and tpm of two keys and their customer, tokens settled lower: after
+    every burst, no 60 seconds and no 61 buckets hold more than a limit."""
+    rng = random.Random(seed)
+    clock = Clock(T0)
+    table, conns, limiters = workers(3, clock)
+    keys = [make_key(1, rpm=rng.choice([20, 300, 5000]), tpm=rng.choice([3000, 200_000])),
+            make_key(2, rpm=rng.choice([40, 100_000]), tpm=None)]
+    customer = (rng.choice([50, 2000, None]), rng.choice([5000, 100_000]))
+    logs = {"k1r": LimitLog(keys[0].rpm), "k1t": LimitLog(keys[0].tpm),
+            "k2r": LimitLog(keys[1].rpm), "ct": LimitLog(customer[1])}
+    if customer[0] is not None:
+        logs["cr"] = LimitLog(customer[0])
+
+    async def one(limiter, which: int, tokens: int):
+        now = clock.now
+        try:
+            ticket = await limiter.admit(keys[which], customer, tokens)
+        except RateLimited:
+            return 0
+        # Counted in its second, or in a newer one the window had seen when its trip came
+        # (the clock moved on meanwhile): a moment between its arrival and its answer.
+        assert int(now) <= ticket.second <= int(clock.now)
+        now = max(now, ticket.second)
+        mine = {f"k{which + 1}r": 1, "cr": 1, "ct": tokens}
+        if which == 0:
+            mine["k1t"] = tokens
+        entries = {k: logs[k].add(now, ticket.second, amount)
+                   for k, amount in mine.items() if k in logs}
+        if tokens and rng.random() < 0.3:
+            actual = rng.randrange(tokens + 1)
+            await limiter.settle(ticket, actual)
+            for k, e in entries.items():
+                if k.endswith("t"):
+                    e.amount = actual
+        return 1
+
+    async def tick(turns: int) -> int:
+        """The clock moves on while a burst is under way: trips answered in a later second."""
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        clock.now += rng.choice([0.0, 0.1, 0.7])
+        return 0
+
+    windows = {"k1r": "rl:k1:r", "k1t": "rl:k1:t", "k2r": "rl:k2:r", "cr": "rl:c7:r",
+               "ct": "rl:c7:t"}
+    admitted = 0
+    while clock.now < T0 + 240:
+        second = int(clock.now)
+        burst = [one(rng.choice(limiters), rng.randrange(2), rng.choice([0, 10, 200]))
+                 for _ in range(rng.choice([1, 5, 40, 200]))]
+        admitted += sum(await asyncio.gather(*burst, tick(rng.randrange(4))))
+        for log in logs.values():
+            log.check(since=second)
+        clock.now += rng.choice([0.0, 0.001, 0.3, 0.999, 1.0, 3.0, 20.0])
+        if int(clock.now) > second:  # some workers' timers fire: the second is over
+            for limiter in limiters:
+                if rng.random() < 0.5:
+                    limiter._leases._expire(limiter._leases.second)
+        await quiet(*limiters)
+        # Every unit counted in a second was handed out in it or is still held for it: its
+        # bucket holds exactly that, the unused units of leases of past seconds given back.
+        for k, log in logs.items():
+            window = table._windows.get(windows[k])
+            counted = log.per_second(since=second - 60)
+            for s in range(second - 60, int(clock.now) + 1):
+                if window is not None and window.head - BUCKETS < s <= window.head:
+                    held = sum(l._leases.held[windows[k]][0] for l in limiters
+                               if l._leases.second == s and windows[k] in l._leases.held)
+                    assert window.ring[s % BUCKETS] == held + counted.get(s, 0), (k, s)
+    await asyncio.gather(*(l.close() for l in limiters))
+    for log in logs.values():
+        log.check()
+    assert admitted > 100

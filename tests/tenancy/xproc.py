@@ -41,3 +41,39 @@ async def _count(attempt, refusal, n: int) -> int:
     if unexpected:
         raise unexpected[0]
     return sum(not isinstance(r, Exception) for r in results)
+
+
+def run_schedule(kind: str, address: str, key_id: int, times: list[float], burst: int,
+                 barrier, results) -> None:
+    """Bursts of ``burst`` concurrent requests at each of ``times`` (a fake clock, so that
+    minutes pass in a moment): what was admitted, as (time, second) pairs."""
+    results.put(asyncio.run(_schedule(kind, address, key_id, times, burst, barrier)))
+
+
+async def _schedule(kind, address, key_id, times, burst, barrier) -> list[tuple[float, int]]:
+    from tests.tenancy.promise import Clock
+
+    counters = make_counters(address if kind == "redis" else None,
+                             address if kind == "coordinator" else None)
+    clock = Clock(times[0])
+    limiter = RateLimiter(counters, clock)
+    key = ApiKey(id=key_id, customer_id=None, prefix="mm-xproc01", secret_hash="h",
+                 created_at=0.0, rpm=300)
+    await counters.get("warm-up")
+    barrier.wait()
+    admitted = []
+
+    async def one() -> None:
+        now = clock.now
+        try:
+            ticket = await limiter.admit(key, None, 0)
+        except RateLimited:
+            return
+        admitted.append((max(now, ticket.second), ticket.second))
+
+    for now in times:
+        clock.now = now
+        await asyncio.gather(*(one() for _ in range(burst)))
+    await limiter.close()
+    await counters.close()
+    return admitted

@@ -61,7 +61,7 @@ class AdminAPI:
                             "headers": [(b"content-type", b"text/html; charset=utf-8")]})
                 await send({"type": "http.response.body", "body": DOCS_HTML.encode()})
                 return
-            self._authenticate(scope)
+            self.authenticate(scope)
             status, body = await self._dispatch(method, path, scope, receive)
             if isinstance(body, str):
                 await send({"type": "http.response.start", "status": status,
@@ -73,7 +73,7 @@ class AdminAPI:
             status, body = openai_chat.encode_error(err)
             await send_json(send, status, body)
 
-    def _authenticate(self, scope: Scope) -> None:
+    def authenticate(self, scope: Scope) -> None:
         secret = secret_from(scope)
         if secret is None:
             raise AuthenticationFailed("Missing admin key: send 'Authorization: Bearer <admin key>'.")

@@ -39,6 +39,7 @@ from modelmart.store.records import ApiKey, UsageRecord
 
 from . import passthrough
 from .http import Scope, header
+from .logs import REQUEST_ID
 from .sigv4 import claimed_access_key_id, verify_sigv4
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def secret_from(scope: Scope) -> str | None:
         scheme, _, token = value.decode("latin-1").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
-    for name in (b"x-api-key", b"api-key"):
+    for name in (b"x-api-key", b"api-key", b"x-goog-api-key"):
         value = header(scope, name)
         if value:
             return value.decode("latin-1").strip()
@@ -85,11 +86,20 @@ class Call:
     admitted: bool = False
     settled: bool = False
     record: UsageRecord | None = None
+    _log_token: object = None
 
     async def __aenter__(self) -> "Call":
+        self._log_token = REQUEST_ID.set(self.rid)
         return self
 
     async def __aexit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self._settle_on_exit(exc_type, exc)
+        finally:
+            REQUEST_ID.reset(self._log_token)
+        return False
+
+    def _settle_on_exit(self, exc_type, exc) -> None:
         if not self.settled:
             if exc_type is None:
                 log.error("request %s ended without settling; settled as an error", self.rid)
@@ -100,7 +110,6 @@ class Call:
                 self.fail(exc)
             else:
                 self.settle(status="error", http_status=500, error="internal error")
-        return False
 
     # ---- before the call ------------------------------------------------------------
     def authenticate(self, scope: Scope) -> None:
@@ -262,6 +271,9 @@ class Admission:
             record = self._record(call, usage or Usage(), deployment, attempts, status,
                                   http_status, error, ttft_ms, estimated)
             self.app.recorder.record(record)
+            key = call.key
+            self.app.metrics.record(record, "" if key is None else
+                                    key.customer_name or str(key.customer_id))
             call.headers["x-modelmart-cost"] = format_usd(record.price_pico)
         ticket = call.ticket
         if call.key is not None and ((ticket is not None and ticket.token_counters)

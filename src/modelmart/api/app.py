@@ -6,11 +6,13 @@ import asyncio
 import logging
 import re
 import time
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
-from modelmart.core.errors import GatewayError, NotFound
+from modelmart.core.errors import GatewayError, InvalidRequest, NotFound
 from modelmart.core.types import Usage
-from modelmart.dialects import anthropic_messages, bedrock_converse, openai_chat, openai_responses
+from modelmart.dialects import (
+    anthropic_messages, bedrock_converse, gemini, openai_chat, openai_responses,
+)
 from modelmart.metering.prices import PriceBook
 from modelmart.metering.pricing import Pricing
 from modelmart.metering.recorder import Recorder
@@ -30,10 +32,11 @@ from .embeddings import embedding_routes
 from . import passthrough
 from .admission import Admission
 from .console import Console
+from .metrics import Metrics
 from .http import Receive, Scope, Send, header, send_json
 from .models import get_model, list_models
 from .settings import Settings
-from .surface import BedrockSurface, Surface, handle_chat
+from .surface import BedrockSurface, GeminiSurface, Surface, handle_chat
 
 log = logging.getLogger("modelmart")
 
@@ -43,10 +46,12 @@ ANTHROPIC_MESSAGES = Surface("anthropic", anthropic_messages, "msg_")
 # keeps them from being passed on.
 BEDROCK_CONVERSE = BedrockSurface("bedrock", bedrock_converse, "")
 OPENAI_RESPONSES = Surface("openai_responses", openai_responses, "resp_", echoes_request=True)
+GEMINI = GeminiSurface("gemini", gemini, "")
 
 
 # Split on the raw path before decoding: an ARN model id carries %2F.
 _BEDROCK_PATH = re.compile(rb"/model/([^/]+)/(converse|converse-stream)")
+_GEMINI_PATH = re.compile(rb"/v1(?:beta)?/models/([^/:]+):(generateContent|streamGenerateContent)")
 
 
 class App:
@@ -68,6 +73,7 @@ class App:
             default_markup=self.catalog.default_markup)
         self.router = Router(self.catalog, self.providers, cost_of=self._routing_cost)
         self.admission = Admission(self)
+        self.metrics = Metrics(settings.metrics_dir)
         self.admin = AdminAPI(self)
         self.console = Console(self)
         self.http = None
@@ -88,6 +94,8 @@ class App:
             ("GET", "/v1/models"): self._list_models,
             ("GET", "/models"): self._list_models,
             ("GET", "/health"): self._health,
+            ("GET", "/metrics"): self._metrics,
+            ("GET", "/ready"): self._ready,
             **embedding_routes(self),  # POST /v1/embeddings and /embeddings
         }
 
@@ -114,6 +122,7 @@ class App:
         writer = WriterClient(settings.ledger_socket) if settings.ledger_socket else None
         self.recorder = Recorder(self.store, settings.resolved_journal_dir(), writer=writer)
         await self.recorder.start()
+        self.metrics.start()
         self.http = new_session()
         for dep in self.catalog.deployments():
             provider = provider_class(dep.config.kind)(dep.config, self.http)
@@ -132,6 +141,7 @@ class App:
                 log.exception("closing a provider failed")
         if self.http is not None:
             await self.http.close()
+        await self.metrics.close()
         if self.recorder is not None:
             await self.recorder.close()
         if self.keys is not None:
@@ -210,6 +220,52 @@ class App:
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_json(send, 200, {"status": "ok", "models": len(self.catalog.models)})
 
+    async def _gemini(self, scope: Scope, receive: Receive, send: Send, match) -> None:
+        params = {"model_id": unquote(match.group(1).decode("latin-1")),
+                  "action": match.group(2).decode()}
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if params["action"] == "streamGenerateContent" and query.get("alt") != ["sse"]:
+            status, body = gemini.encode_error(InvalidRequest(
+                "streamGenerateContent is served as server-sent events only: add ?alt=sse "
+                "(the google-genai SDK does).", param="alt"))
+            await send_json(send, status, body)
+            return
+        if "key" in query and not header(scope, b"x-goog-api-key"):
+            # The key may come in the query string, as Google's REST examples send it.
+            scope = {**scope, "headers": [*scope["headers"],
+                                          (b"x-goog-api-key", query["key"][0].encode("latin-1"))]}
+        await handle_chat(self, GEMINI, scope, receive, send, params)
+
+    async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """For load balancers and Kubernetes readiness probes: the store and the limits
+        backend answer, and some deployment is not set aside."""
+        checks = {"store": await _check(self.store.change_counter()),
+                  "limits": await _check(self.counters.get("mm:ready"))}
+        states = [h["state"] for h in self.router.health().values()]
+        usable = sum(1 for s in states if s in ("healthy", "half_open"))
+        checks["deployments"] = (f"ok: {usable} of {len(states)} usable" if usable
+                                 else "failing: no deployment is usable")
+        ready = all(v.startswith("ok") for v in checks.values())
+        await send_json(send, 200 if ready else 503,
+                        {"status": "ready" if ready else "not_ready", "checks": checks})
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.settings.metrics_auth:
+            try:
+                self.admin.authenticate(scope)
+            except GatewayError as err:
+                status, body = openai_chat.encode_error(err)
+                await send_json(send, status, body)
+                return
+        extra = {"modelmart_ledger_backlog_records":
+                 float(self.recorder.pending()) if self.recorder else 0.0,
+                 "modelmart_requests_in_flight": float(self.metrics.in_flight),
+                 "modelmart_streams_open": float(self.metrics.streams_open)}
+        data, content_type = self.metrics.exposition(self.router.health(), extra)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", content_type.encode())]})
+        await send({"type": "http.response.body", "body": data})
+
     async def _fallback_route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
         if path == "/console" or path.startswith("/console/"):
@@ -224,6 +280,11 @@ class App:
                           "action": match.group(2).decode()}
                 await handle_chat(self, BEDROCK_CONVERSE, scope, receive, send, params)
                 return
+        if method == "POST" and ":" in path:
+            match = _GEMINI_PATH.fullmatch(scope.get("raw_path") or path.encode())
+            if match is not None:
+                await self._gemini(scope, receive, send, match)
+                return
         for prefix in ("/v1/models/", "/models/"):
             if path.startswith(prefix) and method == "GET":
                 await get_model(self, path[len(prefix):], scope, receive, send)
@@ -231,11 +292,24 @@ class App:
         dialect = anthropic_messages if header(scope, b"anthropic-version") else openai_chat
         known = any(p == path for _, p in self._routes)
         err: GatewayError = NotFound(f"No route for {method} {path}.")
+        if path.startswith("/v1/v1/"):
+            # The Anthropic SDK appends /v1 itself: a base_url ending in /v1 doubles it.
+            err = NotFound(f"No route for {method} {path}: the client's base URL ends in /v1 "
+                           f"and the SDK adds /v1 itself; set the base URL to the server's "
+                           f"address without /v1 (the OpenAI SDK's base URL does end in /v1).")
         if known:
             err = GatewayError(f"Method {method} is not allowed for {path}.", status=405)
             err.kind = "invalid_request"
         status, body = dialect.encode_error(err)
         await send_json(send, status, body)
+
+
+async def _check(probe, timeout: float = 2.0) -> str:
+    try:
+        await asyncio.wait_for(probe, timeout)
+        return "ok"
+    except Exception as exc:  # what is down, for the operator; never a traceback
+        return f"failing: {type(exc).__name__}"
 
 
 def create_app(settings: Settings | None = None) -> App:

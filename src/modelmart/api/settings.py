@@ -29,6 +29,10 @@ class Settings:
     # recorder inserts usage itself.
     ledger_socket: str | None = None
     key_poll_interval: float = 0.5
+    # Where workers share their metrics (``serve --workers``); None: this process only.
+    metrics_dir: str | None = None
+    # /metrics needs the admin key; False when it is served on a port of its own.
+    metrics_auth: bool = True
     # A prebuilt catalog (tests); when None it is loaded from ``config_path``.
     catalog: Catalog | None = field(default=None, repr=False)
 
@@ -46,6 +50,8 @@ class Settings:
             coordinator_socket=env.get("MODELMART_COORDINATOR_SOCKET") or None,
             journal_dir=env.get("MODELMART_JOURNAL_DIR") or server.get("journal_dir"),
             ledger_socket=env.get("MODELMART_LEDGER_SOCKET") or None,
+            metrics_dir=env.get("MODELMART_METRICS_DIR") or None,
+            metrics_auth=_flag(env.get("MODELMART_METRICS_AUTH"), True),
         )
 
     def load_catalog(self) -> Catalog:

@@ -78,6 +78,18 @@ class BedrockSurface(Surface):
         return self.dialect.error_headers(err)
 
 
+class GeminiSurface(Surface):
+    """Gemini's ``generateContent``: the model and streaming are in the path
+    (``/v1beta/models/{model}:streamGenerateContent?alt=sse``)."""
+
+    def decode(self, data, params: dict) -> Request:
+        return self.dialect.decode_request(data, params["model_id"],
+                                           stream=params["action"] == "streamGenerateContent")
+
+    def stream_options(self, req: Request) -> dict:
+        return {}
+
+
 def _route_headers(call: Call, routed: Routed | None) -> dict[str, str]:
     headers = {"x-request-id": call.rid, **call.headers}
     if routed is not None:
@@ -91,6 +103,7 @@ def error_headers(surface: Surface, call: Call, err: GatewayError) -> dict[str, 
                **surface.error_headers(err)}
     seconds = err.retry_after
     if seconds is not None and seconds == seconds and seconds != float("inf"):  # not NaN/inf
+        # Rounded up: a client that waits this long is not early.
         headers["retry-after"] = str(max(1, math.ceil(min(seconds, 86400.0))))
     return headers
 
@@ -102,6 +115,8 @@ async def send_error(surface: Surface, send: Send, call: Call, err: GatewayError
 
 async def handle_chat(app: "App", surface: Surface, scope: Scope, receive: Receive, send: Send,
                       params: dict | None = None) -> None:
+    metrics = app.metrics
+    metrics.in_flight += 1
     async with app.admission.call(surface.name) as call:  # settles on every way out
         sent = _Watched(send)
         try:
@@ -121,6 +136,8 @@ async def handle_chat(app: "App", surface: Surface, scope: Scope, receive: Recei
             if not sent.started:
                 await send_error(surface, send, call,
                                  InternalError("internal error; see the server log"))
+        finally:
+            metrics.in_flight -= 1
 
 
 class _Watched:
@@ -186,5 +203,10 @@ async def _stream(app: "App", surface: Surface, call: Call, req: Request, includ
         routed.finish(False)
         await batches.aclose()  # type: ignore[attr-defined]
         raise
-    await run_stream(receive, scope, send_metered(send, start, call, first, batches, encoder,
-                                                  surface.id_prefix + call.rid, routed))
+    app.metrics.streams_open += 1
+    try:
+        await run_stream(receive, scope, send_metered(send, start, call, first, batches,
+                                                      encoder, surface.id_prefix + call.rid,
+                                                      routed))
+    finally:
+        app.metrics.streams_open -= 1

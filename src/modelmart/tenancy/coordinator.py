@@ -7,12 +7,12 @@ holds one ``CounterTable``; each request is handled to completion before the nex
 what makes ``try_add`` atomic across workers.
 
 Protocol, one JSON array per line (orjson) in each direction, over a Unix socket:
-request ``[id, op, *args]`` with op ``t`` (try_add), ``m`` (try_add_all), ``l`` (lease_all),
-``a`` (add), ``g`` (get), ``s`` (seed); reply ``[id, result]`` or ``[id, null, "error"]``. Ids
-let a client keep many requests in flight on its one connection.
+request ``[id, op, *args]`` with op ``t`` (try_add), ``a`` (add), ``g`` (get), ``s`` (seed),
+``w`` (window_admit), ``v`` (window_lease), ``x`` (window_add); reply ``[id, result]`` or
+``[id, null, "error"]``. Ids let a client keep many requests in flight on its one connection.
 
-``lease_all`` leases a worker at most 1/(``LEASE_DIVISOR`` × connected workers) of a
-counter's room left, counting what it already holds, so the workers' unused leases together
+``window_lease`` leases a worker at most 1/(``LEASE_DIVISOR`` × connected workers) of a
+window's room left, counting what it already holds, so the workers' unused leases together
 stay a small share of it (see ``leases.py``).
 """
 
@@ -27,7 +27,7 @@ import threading
 
 import orjson
 
-from modelmart.tenancy.counters import CounterTable, Item
+from modelmart.tenancy.counters import CounterTable, Item, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +36,11 @@ LEASE_DIVISOR = 16
 
 _OPS = {
     "t": CounterTable.try_add,
-    "m": CounterTable.try_add_all,
     "a": CounterTable.add,
     "g": CounterTable.get,
     "s": CounterTable.seed,
+    "w": CounterTable.window_admit,
+    "x": CounterTable.window_add,
 }
 
 
@@ -79,8 +80,9 @@ class _ServerProtocol(asyncio.Protocol):
         except (orjson.JSONDecodeError, ValueError, TypeError):
             return None
         try:
-            if op == "l":
-                result = self._table.lease_all(*args, LEASE_DIVISOR * max(1, len(self._connections)))
+            if op == "v":
+                result = self._table.window_lease(*args,
+                                                  LEASE_DIVISOR * max(1, len(self._connections)))
             else:
                 result = _OPS[op](self._table, *args)
         except Exception as exc:  # a bad argument must not take the coordinator down
@@ -235,15 +237,16 @@ class CoordinatorCounters:
         admitted, value = await self._call("t", key, amount, limit, ttl)
         return admitted, value
 
-    async def try_add_all(self, items: list[Item], ttl: float) -> tuple[bool, list[int]]:
-        admitted, values = await self._call("m", items, ttl)
-        return admitted, values
+    async def window_admit(self, items: list[Item], second: int) -> Verdict:
+        return await self._call("w", items, second)
 
-    async def lease_all(self, items: list[tuple[str, int, int, int, int]], ttl: float
-                        ) -> tuple[bool, list[int], list[int]]:
-        """``CounterTable.lease_all``: (admitted, values, leased)."""
-        admitted, values, leased = await self._call("l", items, ttl)
-        return admitted, values, leased
+    async def window_lease(self, items: list[tuple[str, int, int, int, int]], second: int
+                           ) -> list:
+        """``CounterTable.window_lease``: the verdict and what was leased."""
+        return await self._call("v", items, second)
+
+    async def window_add(self, name: str, second: int, delta: int) -> None:
+        await self._call("x", name, second, delta)
 
     async def add(self, key: str, amount: int, ttl: float) -> int:
         return await self._call("a", key, amount, ttl)

@@ -1,13 +1,10 @@
-"""The atomic counter primitive under rate limits and budgets, with interchangeable backends.
+"""The atomic counter primitives under rate limits and budgets, with interchangeable backends.
 
-Every backend offers the same four coroutines:
+Every backend offers the same coroutines. Plain counters, for budgets:
 
 - ``try_add(key, amount, limit, ttl) -> (admitted, value)``: atomically, if the current value
   plus ``amount`` is at most ``limit``, add it and return ``(True, new)``; otherwise change
   nothing and return ``(False, current)``.
-- ``try_add_all([(key, amount, limit), ...], ttl) -> (admitted, values)``: the same for
-  several distinct keys at once, all or nothing (a request's rpm and tpm, per key and per
-  customer); ``values`` are the new values, or the current ones when refused.
 - ``add(key, amount, ttl) -> new``: unconditional, may be negative (settling a reservation).
 - ``get(key) -> value`` (0 when absent).
 - ``seed(key, value, ttl)``: set only if absent (a budget counter seeded from the ledger).
@@ -15,6 +12,24 @@ Every backend offers the same four coroutines:
 A write (an admitted ``try_add``, an ``add``, a ``seed`` that sets) restarts the key's
 time-to-live, so a counter expires only after ``ttl`` seconds without writes. Values are
 exact integers; the Redis and coordinator backends hold them as signed 64-bit integers.
+
+Windows, for rate limits (see ``limits.py`` for the promise they keep): a window is a limit's
+one-second buckets of the last ``BUCKETS`` seconds, ``second - 60 … second``, with their total.
+
+- ``window_admit([(name, amount, limit), ...], second) -> Verdict``: all or nothing, admit
+  the items if each window's total plus its amount is at most its limit, counting each
+  amount in bucket ``at``, where ``at`` is ``second`` or, if one of the windows has already
+  seen a newer second (a request that read the clock earlier but arrived later, or another
+  replica's clock), that newest second: seconds never go back in a window, which is what the
+  promise needs. Buckets that left the window are dropped on the way (amortized O(1)).
+- ``window_add(name, second, delta)``: correct bucket ``second`` (a token estimate settled,
+  a request given back, a lease's unused units); dropped if the bucket left the window.
+
+A ``Verdict`` is ``[admitted, at, totals, clear_at, fits_at]``: the windows' totals after
+(or, refused, without) the request; per window the second from which it holds nothing that
+is counted now (0 if empty): 61 seconds after its newest bucket with a positive count; the
+second from which the request would fit if nothing else arrived (``at`` when admitted, -1
+if it never can: an amount over its limit). The coordinator also offers ``window_lease``.
 
 Backends: ``MemoryCounters`` (one process), ``RedisCounters`` (replicas sharing Redis) and
 ``CoordinatorCounters`` (workers on one machine sharing the supervisor's coordinator, see
@@ -27,27 +42,81 @@ import time
 from typing import Callable, Protocol
 
 SWEEP_INTERVAL = 30.0  # seconds between purges of expired keys from a CounterTable
+BUCKETS = 61  # a window at second s counts the buckets of seconds s - 60 … s
+# Redis: a limit's hash expires this long after its last write (it holds nothing by then).
+WINDOW_TTL_MS = (BUCKETS + 4) * 1000
 
-
-Item = tuple[str, int, int]  # (key, amount, limit) for try_add_all
+Item = tuple[str, int, int]  # (name, amount, limit) for window_admit
+Verdict = list  # [admitted, at, totals, clear_at, fits_at]: see the module's docstring
 
 
 class Counters(Protocol):
     async def try_add(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]: ...
-    async def try_add_all(self, items: list[Item], ttl: float) -> tuple[bool, list[int]]: ...
     async def add(self, key: str, amount: int, ttl: float) -> int: ...
     async def get(self, key: str) -> int: ...
     async def seed(self, key: str, value: int, ttl: float) -> None: ...
+    async def window_admit(self, items: list[Item], second: int) -> Verdict: ...
+    async def window_add(self, name: str, second: int, delta: int) -> None: ...
     async def close(self) -> None: ...
 
 
+class _Window:
+    """One limit's buckets: ``ring[s % BUCKETS]`` holds second ``s`` for ``head - 60 … head``."""
+
+    __slots__ = ("head", "total", "last", "ring")
+
+    def __init__(self, head: int) -> None:
+        self.head, self.total = head, 0
+        self.last = -1  # the newest second counted a positive amount
+        self.ring = [0] * BUCKETS
+
+    def advance(self, second: int) -> None:
+        """Move to ``second``: the buckets that leave the window are dropped."""
+        if second - self.head >= BUCKETS:
+            self.ring = [0] * BUCKETS
+            self.total = 0
+        else:
+            ring = self.ring
+            for s in range(self.head + 1, second + 1):
+                i = s % BUCKETS
+                self.total -= ring[i]
+                ring[i] = 0
+        self.head = second
+
+    def charge(self, amount: int) -> None:
+        self.ring[self.head % BUCKETS] += amount
+        self.total += amount
+        if amount > 0:
+            self.last = self.head
+
+    def clear_at(self) -> int:
+        return self.last + BUCKETS if self.total > 0 else 0
+
+    def fits_at(self, amount: int, limit: int) -> int:
+        """The first second from which ``amount`` fits, if nothing else arrives."""
+        if amount > limit:
+            return -1
+        excess = self.total + amount - limit
+        if excess <= 0:
+            return self.head
+        ring = self.ring
+        for s in range(self.head - BUCKETS + 1, self.head + 1):  # the oldest leaves first
+            excess -= ring[s % BUCKETS]
+            if excess <= 0:
+                return s + BUCKETS
+        return self.head + BUCKETS  # only with negative buckets: all of them gone
+
+
 class CounterTable:
-    """The synchronous core: a dict of (value, expires_at). The coordinator serves one."""
+    """The synchronous core: a dict of (value, expires_at) and one of windows. The
+    coordinator serves one."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._values: dict[str, tuple[int, float]] = {}
         self._clock = clock
         self._next_sweep = clock() + SWEEP_INTERVAL
+        self._windows: dict[str, _Window] = {}
+        self._windows_swept_at = 1024  # sweep idle windows when there are this many
 
     def get(self, key: str) -> int:
         entry = self._live(key)
@@ -60,34 +129,6 @@ class CounterTable:
         self._set(key, current + amount, ttl)
         return True, current + amount
 
-    def try_add_all(self, items: list[Item], ttl: float) -> tuple[bool, list[int]]:
-        if len(items) == 1:  # the usual request: one limit
-            key, amount, limit = items[0]
-            admitted, value = self.try_add(key, amount, limit, ttl)
-            return admitted, [value]
-        current = [self.get(key) for key, _, _ in items]
-        if any(c + amount > limit for c, (_, amount, limit) in zip(current, items)):
-            return False, current
-        for c, (key, amount, _) in zip(current, items):
-            self._set(key, c + amount, ttl)
-        return True, [c + amount for c, (_, amount, _) in zip(current, items)]
-
-    def lease_all(self, items: list[list], ttl: float, divisor: int = 1) -> list:
-        """``try_add_all`` of ``(key, amount, limit, spare, held)`` items, and when admitted,
-        up to ``spare`` more of each as a lease (``[admitted, values, leased]``): what the
-        holder may hand out itself. With what it already ``held``, a holder's lease is at
-        most 1/``divisor`` of the room that is left, so that near its limit a counter
-        leases nothing and stays exact."""
-        admitted, values = self.try_add_all([(k, a, lim) for k, a, lim, _, _ in items], ttl)
-        leased = [0] * len(items)
-        if admitted:
-            for i, (key, _, limit, spare, held) in enumerate(items):
-                extra = min(spare, (limit - values[i]) // divisor - held)
-                if extra > 0:
-                    values[i] = self.add(key, extra, ttl)
-                    leased[i] = extra
-        return [admitted, values, leased]
-
     def add(self, key: str, amount: int, ttl: float) -> int:
         value = self.get(key) + amount
         self._set(key, value, ttl)
@@ -98,7 +139,70 @@ class CounterTable:
             self._set(key, value, ttl)
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._values) + len(self._windows)
+
+    def window_admit(self, items: list[Item], second: int) -> Verdict:
+        if len(items) == 1:  # the usual request: one limit
+            name, amount, limit = items[0]
+            w = self._window(name, second)
+            if w.total + amount > limit:
+                return [False, w.head, [w.total], [w.clear_at()], w.fits_at(amount, limit)]
+            w.charge(amount)
+            return [True, w.head, [w.total], [w.clear_at()], w.head]
+        windows = [self._window(name, second) for name, _, _ in items]
+        at = max(w.head for w in windows)  # seconds never go back in any of them
+        for w in windows:
+            if w.head < at:
+                w.advance(at)
+        if any(w.total + amount > limit for w, (_, amount, limit) in zip(windows, items)):
+            fits = [w.fits_at(amount, limit) for w, (_, amount, limit) in zip(windows, items)]
+            return [False, at, [w.total for w in windows], [w.clear_at() for w in windows],
+                    -1 if -1 in fits else max(fits)]
+        for w, (_, amount, _) in zip(windows, items):
+            w.charge(amount)
+        return [True, at, [w.total for w in windows], [w.clear_at() for w in windows], at]
+
+    def window_lease(self, items: list[list], second: int, divisor: int) -> list:
+        """``window_admit`` of ``(name, amount, limit, spare, held)`` items, and when admitted,
+        up to ``spare`` more of each, counted in the same bucket, as a lease: what the holder
+        may hand out itself during that second (``verdict + [leased]``). With what it already
+        ``held``, a holder's lease is at most 1/``divisor`` of the room that is left, so that
+        near its limit a window leases nothing and stays exact."""
+        verdict = self.window_admit([(n, a, lim) for n, a, lim, _, _ in items], second)
+        leased = [0] * len(items)
+        if verdict[0]:
+            totals, clear_at = verdict[2], verdict[3]
+            for i, (name, _, limit, spare, held) in enumerate(items):
+                extra = min(spare, (limit - totals[i]) // divisor - held)
+                if extra > 0:
+                    w = self._windows[name]
+                    w.charge(extra)
+                    totals[i], clear_at[i], leased[i] = w.total, w.clear_at(), extra
+        verdict.append(leased)
+        return verdict
+
+    def window_add(self, name: str, second: int, delta: int) -> None:
+        w = self._windows.get(name)
+        if w is not None and w.head - BUCKETS < second <= w.head:
+            w.ring[second % BUCKETS] += delta
+            w.total += delta
+            if delta > 0 and second > w.last:
+                w.last = second
+
+    def _window(self, name: str, second: int) -> _Window:
+        w = self._windows.get(name)
+        if w is None:
+            if len(self._windows) >= self._windows_swept_at:
+                self._sweep_windows(second)
+            w = self._windows[name] = _Window(second)
+        elif second > w.head:
+            w.advance(second)
+        return w
+
+    def _sweep_windows(self, second: int) -> None:
+        # A window that has seen nothing for BUCKETS seconds holds nothing.
+        self._windows = {n: w for n, w in self._windows.items() if w.head > second - BUCKETS}
+        self._windows_swept_at = max(1024, 2 * len(self._windows))
 
     def _live(self, key: str) -> tuple[int, float] | None:
         entry = self._values.get(key)
@@ -114,8 +218,8 @@ class CounterTable:
             self._sweep(now)
 
     def _sweep(self, now: float) -> None:
-        # Window keys are written once a minute and never read again; without a sweep
-        # a long-running process would keep every past window forever.
+        # Budget windows end; without a sweep a long-running process would keep every past
+        # window's counter forever.
         self._values = {k: e for k, e in self._values.items() if e[1] > now}
         self._next_sweep = now + SWEEP_INTERVAL
 
@@ -129,9 +233,6 @@ class MemoryCounters:
     async def try_add(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]:
         return self.table.try_add(key, amount, limit, ttl)
 
-    async def try_add_all(self, items: list[Item], ttl: float) -> tuple[bool, list[int]]:
-        return self.table.try_add_all(items, ttl)
-
     async def add(self, key: str, amount: int, ttl: float) -> int:
         return self.table.add(key, amount, ttl)
 
@@ -141,14 +242,20 @@ class MemoryCounters:
     async def seed(self, key: str, value: int, ttl: float) -> None:
         self.table.seed(key, value, ttl)
 
+    async def window_admit(self, items: list[Item], second: int) -> Verdict:
+        return self.table.window_admit(items, second)
+
+    async def window_add(self, name: str, second: int, delta: int) -> None:
+        self.table.window_add(name, second, delta)
+
     async def close(self) -> None:
         pass
 
 
 # Lua numbers are doubles, exact only below 2**53 (about $9007 in picodollars), so the
 # script compares decimal strings and lets INCRBY do the arithmetic in 64-bit integers.
-# ARGV: ttl in ms, then per key its amount and its threshold (limit - amount).
-_TRY_ADD_ALL_LUA = """
+# ARGV: ttl in ms, then the key's amount and its threshold (limit - amount).
+_TRY_ADD_LUA = """
 local function le(a, b)
   local na, nb = a:sub(1, 1) == '-', b:sub(1, 1) == '-'
   if na ~= nb then return na end
@@ -156,18 +263,86 @@ local function le(a, b)
   if #a ~= #b then return #a < #b end
   return a <= b
 end
-local values, fits = {}, 1
-for i, key in ipairs(KEYS) do
-  values[i] = redis.call('GET', key) or '0'
-  if not le(values[i], ARGV[2 * i + 1]) then fits = 0 end
+local value = redis.call('GET', KEYS[1]) or '0'
+if not le(value, ARGV[3]) then return {0, value} end
+redis.call('INCRBY', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return {1, redis.call('GET', KEYS[1])}
+"""
+
+# A window is a hash: 'h' the newest second it has seen, 't' the total of its buckets, 'l' the
+# newest second counted a positive amount, and one field per second (its decimal number)
+# holding that second's bucket. Counts are far below 2**53, so Lua's doubles are exact.
+# KEYS: the windows; ARGV: second, ttl in ms, then per window its amount and limit.
+_WINDOW_ADMIT_LUA = """
+local W = 61
+local at, n = tonumber(ARGV[1]), #KEYS
+local heads, totals, lasts = {}, {}, {}
+for i = 1, n do
+  local v = redis.call('HMGET', KEYS[i], 'h', 't', 'l')
+  heads[i], totals[i], lasts[i] = tonumber(v[1]), tonumber(v[2]) or 0, tonumber(v[3]) or -1
+  if heads[i] and heads[i] > at then at = heads[i] end
 end
-if fits == 0 then return {0, values} end
-for i, key in ipairs(KEYS) do
-  redis.call('INCRBY', key, ARGV[2 * i])
-  redis.call('PEXPIRE', key, ARGV[1])
-  values[i] = redis.call('GET', key)
+local fits, clear, admitted = at, {}, 1
+for i = 1, n do
+  local key, head = KEYS[i], heads[i]
+  if head == nil or at - head >= W then
+    if head then redis.call('DEL', key) end
+    totals[i] = 0
+    redis.call('HSET', key, 'h', at, 't', 0)
+  elseif at > head then
+    local old = {}
+    for s = head - 60, at - 61 do old[#old + 1] = s end
+    for _, v in ipairs(redis.call('HMGET', key, unpack(old))) do
+      if v then totals[i] = totals[i] - tonumber(v) end
+    end
+    redis.call('HDEL', key, unpack(old))
+    redis.call('HSET', key, 'h', at, 't', totals[i])
+  end
+  local amount, limit = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
+  if totals[i] + amount > limit then
+    admitted = 0
+    local when = -1
+    if amount <= limit then  -- the oldest buckets leave first
+      local excess, seconds = totals[i] + amount - limit, {}
+      for s = at - 60, at do seconds[#seconds + 1] = s end
+      for j, v in ipairs(redis.call('HMGET', key, unpack(seconds))) do
+        if v then excess = excess - tonumber(v) end
+        if excess <= 0 then when = at + j break end
+      end
+      if when == -1 then when = at + W end
+    end
+    if fits ~= -1 and (when == -1 or when > fits) then fits = when end
+  end
 end
-return {1, values}
+if admitted == 1 then
+  for i = 1, n do
+    local amount = ARGV[2 * i + 1]
+    totals[i] = redis.call('HINCRBY', KEYS[i], 't', amount)
+    redis.call('HINCRBY', KEYS[i], at, amount)
+    if tonumber(amount) > 0 then
+      lasts[i] = at
+      redis.call('HSET', KEYS[i], 'l', at)
+    end
+  end
+end
+for i = 1, n do
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  if totals[i] > 0 then clear[i] = lasts[i] + W else clear[i] = 0 end
+end
+return {admitted, at, totals, clear, fits}
+"""
+
+# KEYS: the window; ARGV: second, delta.
+_WINDOW_ADD_LUA = """
+local head, s = tonumber(redis.call('HGET', KEYS[1], 'h')), tonumber(ARGV[1])
+if head == nil or s > head or s <= head - 61 then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], 't', ARGV[2])
+if tonumber(ARGV[2]) > 0 and s > (tonumber(redis.call('HGET', KEYS[1], 'l')) or -1) then
+  redis.call('HSET', KEYS[1], 'l', s)
+end
+return 1
 """
 
 
@@ -176,7 +351,7 @@ def _ms(ttl: float) -> int:
 
 
 class RedisCounters:
-    """Counters in Redis, atomic across replicas (a Lua script for the conditional add)."""
+    """Counters in Redis, atomic across replicas (Lua scripts for the conditional writes)."""
 
     def __init__(self, url: str, namespace: str = "mm:", max_connections: int = 64) -> None:
         import redis.asyncio as aioredis
@@ -186,19 +361,15 @@ class RedisCounters:
                                                         timeout=10)
         self._redis = aioredis.Redis.from_pool(pool)
         self._ns = namespace
-        self._try_add_all = self._redis.register_script(_TRY_ADD_ALL_LUA)
+        self._try_add = self._redis.register_script(_TRY_ADD_LUA)
+        self._window_admit = self._redis.register_script(_WINDOW_ADMIT_LUA)
+        self._window_add = self._redis.register_script(_WINDOW_ADD_LUA)
 
     async def try_add(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]:
-        admitted, values = await self.try_add_all([(key, amount, limit)], ttl)
-        return admitted, values[0]
-
-    async def try_add_all(self, items: list[Item], ttl: float) -> tuple[bool, list[int]]:
-        args: list[int] = [_ms(ttl)]
-        for _, amount, limit in items:
-            args += [amount, limit - amount]  # exact here, so the script only compares
-        admitted, values = await self._try_add_all(
-            keys=[self._ns + key for key, _, _ in items], args=args)
-        return bool(admitted), [int(v) for v in values]
+        # The threshold is exact here, so the script only compares.
+        admitted, value = await self._try_add(keys=[self._ns + key],
+                                              args=[_ms(ttl), amount, limit - amount])
+        return bool(admitted), int(value)
 
     async def add(self, key: str, amount: int, ttl: float) -> int:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -213,6 +384,17 @@ class RedisCounters:
 
     async def seed(self, key: str, value: int, ttl: float) -> None:
         await self._redis.set(self._ns + key, value, px=_ms(ttl), nx=True)
+
+    async def window_admit(self, items: list[Item], second: int) -> Verdict:
+        args: list[int] = [second, WINDOW_TTL_MS]
+        for _, amount, limit in items:
+            args += [amount, limit]
+        admitted, at, totals, clear_at, fits_at = await self._window_admit(
+            keys=[self._ns + name for name, _, _ in items], args=args)
+        return [bool(admitted), at, totals, clear_at, fits_at]
+
+    async def window_add(self, name: str, second: int, delta: int) -> None:
+        await self._window_add(keys=[self._ns + name], args=[second, delta])
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -1,13 +1,29 @@
-"""Requests-per-minute and tokens-per-minute limits, per key and per customer.
+"""Requests and tokens per minute, per key and per customer: a limit is never exceeded.
 
-Sliding-window counting: one counter per limit and fixed minute, and the estimate for "the
-last 60 seconds" is the current minute's count plus the previous minute's count weighted by
-how much of it still overlaps the sliding window. The previous minute is closed, so reading
-it and then adding to the current minute against ``limit - previous_share`` is atomic
-enough: the only thing that can change the previous count is a token settlement.
+The promise: for each limit, what was admitted in any 60 seconds adds up to at most the
+limit. Each limit keeps one-second buckets; a request at time ``t`` is counted in bucket
+``floor(t)``, and admitted only if the buckets of seconds ``floor(t) - 60 … floor(t)`` plus
+its own amount stay within the limit. Why it holds: in any 60 s, take the request counted
+last, in second s; the others in those 60 s were counted before it (so in seconds <= s) and
+less than 60 s earlier (so in seconds >= s - 60): its check summed them all, with its own.
 
-All limits of a request (rpm and tpm, per key and per customer) go through one
-``try_add_all``: all admitted or none, so a refused request consumes no quota.
+So a request counts against its limit from its admission until its bucket leaves the window,
+60 to 61 seconds later, and a request is refused only if its amount does not fit in what the
+last 61 seconds hold (the promise is tight up to one bucket). A request larger than its
+limit never fits. Seconds never go back within a limit: a request that read the clock before
+another of a newer second reached the counters is counted in that newer second (each
+request counts at a moment between its arrival and its answer), which also covers replicas
+whose clocks differ slightly. Tokens are counted as the request's estimate (prompt estimate
+plus its maximum output) and corrected to the actual count when the call ends, in the same
+bucket; a correction upwards (a prompt estimated too low) cannot be refused after the fact,
+so the promise for tokens is about what was counted at admission.
+
+All limits of a request go through one ``window_admit`` (``counters.py``): all admitted or
+none, so a refused request consumes no quota. Its verdict carries what the headers say:
+``x-ratelimit-remaining-*`` is the limit minus the window's total after this request,
+``x-ratelimit-reset-*`` the time until the window holds nothing counted now (at most 61 s),
+and a refusal's ``retry-after`` the time until enough buckets have left the window for this
+request to fit if nothing else arrives (a client that waits that long is admitted).
 
 Leases, under ``serve --workers``: see ``leases.py``.
 """
@@ -18,99 +34,92 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from modelmart.core.errors import RateLimited
 from modelmart.store.records import ApiKey
 
 from .leases import Leases
 
-WINDOW = 60.0
-COUNTER_TTL = 2 * WINDOW + 10  # the current minute is read again as "previous" next minute
-# A previous minute read this long after it closed is final (stragglers from other replicas
-# have landed), so it can be cached for the rest of the minute.
-SETTLE_DELAY = 2.0
+NEVER_FITS_RETRY = 60.0  # retry-after for a request larger than its limit: "not like this"
 
 
 @dataclass(slots=True)
 class _Limit:
-    """One limit of a key or customer; cached while the key's settings stay the same."""
+    """One limit of a key or customer."""
 
     unit: str  # "requests" | "tokens"
     who: str  # "key mm-abc1234" / "customer acme", for messages
-    ident: str  # counter id: "k12" / "c3"
+    name: str  # its window: "rl:k12:r" / "rl:c3:t"
     limit: int
-    window: int = -1  # the minute ``names`` are of
-    names: tuple[str, str] = ("", "")
+    limit_text: str = ""  # for the headers
 
-    def at(self, window: int) -> tuple[str, str]:
-        """The counters of minute ``window`` and of the one before. A request keeps them
-        (a limit is shared by concurrent requests, which may be in different minutes)."""
-        if window != self.window:
-            tag = f"rl:{self.ident}:{self.unit[0]}:"
-            self.window, self.names = window, (f"{tag}{window}", f"{tag}{window - 1}")
-        return self.names
+    def __post_init__(self) -> None:
+        self.limit_text = str(self.limit)
+
+
+@dataclass(slots=True)
+class _Limits:
+    """The limits of a key and its customer; cached while the key's settings stay the same."""
+
+    all: list[_Limit]
+    requests: list[str]  # the windows of its request limits
+    tokens: list[str]  # ... and of its token limits
 
 
 @dataclass(slots=True)
 class Ticket:
-    """What ``admit`` charged; ``settle`` corrects the token estimate with it."""
+    """What ``admit`` counted, and in which second; ``settle`` corrects the token estimate
+    in that bucket."""
 
     estimated_tokens: int
+    second: int = 0
     token_counters: list[str] = field(default_factory=list)
     request_counters: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Outcome:
-    limit: _Limit
-    amount: int  # what this request adds: 1 request, or its estimated tokens
-    previous: int  # the previous minute's count
-    share: int  # its weighted share in the sliding window, rounded up
-    admitted: bool
-    value: int  # the current minute's count after (or, if refused, without) this request
-    current: str  # the current minute's counter
-
-
 class RateLimiter:
-    def __init__(self, counters) -> None:
+    def __init__(self, counters, clock: Callable[[], float] = time.time) -> None:
         self._counters = counters
-        self._previous: dict[str, int] = {}  # cache of closed minutes' counts
-        self._previous_window = -1
+        self._clock = clock
         # The limits of a key (and its customer): keys are reloaded, not edited, so their
         # settings are part of the cache key.
-        self._limits: dict[tuple, list[_Limit]] = {}
+        self._limits: dict[tuple, _Limits] = {}
         # Only with counters that lease: the workers' coordinator.
-        self._leases = (Leases(counters, WINDOW, COUNTER_TTL) if hasattr(counters, "lease_all")
-                        else None)
+        self._leases = Leases(counters, clock) if hasattr(counters, "window_lease") else None
+        self._reset = (-1, "")  # the last reset header value: (milliseconds, text)
 
     async def admit(self, key: ApiKey, customer_limits: tuple[int | None, int | None] | None,
                     estimated_tokens: int, now: float | None = None) -> Ticket:
-        now = time.time() if now is None else now
-        window = int(now // WINDOW)
-        elapsed = now - window * WINDOW
+        now = self._clock() if now is None else now
         limits = self._limits_for(key, customer_limits)
-        ticket = Ticket(estimated_tokens)
-        if not limits:
-            return ticket
-        outcomes = await self._try_all(limits, estimated_tokens, window, elapsed)
-        if not outcomes[0].admitted:
-            raise _refusal(outcomes, elapsed)
-        for o in outcomes:
-            counters = ticket.token_counters if o.limit.unit == "tokens" else ticket.request_counters
-            counters.append(o.current)
-        ticket.headers = _headers(outcomes, elapsed)
-        return ticket
+        if not limits.all:
+            return Ticket(estimated_tokens)
+        second = math.floor(now)
+        items = [(l.name, 1 if l.unit == "requests" else estimated_tokens, l.limit)
+                 for l in limits.all]
+        if self._leases is None:
+            verdict = await self._counters.window_admit(items, second)
+        else:
+            verdict = await self._leases.admit(items, second)
+        admitted, at, totals, clear_at, fits_at = verdict
+        if not admitted:
+            raise self._refusal(limits.all, items, totals, clear_at, fits_at, now)
+        return Ticket(estimated_tokens, at, limits.tokens[:], limits.requests[:],
+                      self._headers(limits.all, totals, clear_at, now))
 
-    def _limits_for(self, key: ApiKey, customer_limits) -> list[_Limit]:
+    def _limits_for(self, key: ApiKey, customer_limits) -> _Limits:
         cache_key = (key.id, key.rpm, key.tpm, key.prefix, key.customer_id, key.customer_name,
                      customer_limits)
         limits = self._limits.get(cache_key)
         if limits is None:
             if len(self._limits) > 10_000:
                 self._limits.clear()
-            limits = self._limits[cache_key] = [
-                _Limit(*spec) for spec in _limit_specs(key, customer_limits)]
+            every = [_Limit(*spec) for spec in _limit_specs(key, customer_limits)]
+            limits = self._limits[cache_key] = _Limits(
+                every, [l.name for l in every if l.unit == "requests"],
+                [l.name for l in every if l.unit == "tokens"])
         return limits
 
     async def close(self) -> None:
@@ -119,139 +128,104 @@ class RateLimiter:
             await self._leases.close()
 
     async def settle(self, ticket: Ticket, actual_tokens: int) -> None:
+        """Correct the token estimate to the actual count, in the bucket it was counted in
+        (nothing to correct once that bucket has left the window)."""
         difference = actual_tokens - ticket.estimated_tokens
         if difference and ticket.token_counters:
-            await asyncio.gather(*(self._counters.add(c, difference, COUNTER_TTL)
-                                   for c in ticket.token_counters))
+            await self._add(ticket.token_counters, ticket.second, difference)
+        ticket.estimated_tokens = actual_tokens
 
     async def release(self, ticket: Ticket) -> None:
-        """Give back everything ``admit`` took: for a request refused later (its budget)."""
+        """Give back everything ``admit`` counted: for a request refused later (its budget)."""
         await self.settle(ticket, 0)
         if ticket.request_counters:
-            await asyncio.gather(*(self._counters.add(c, -1, COUNTER_TTL)
-                                   for c in ticket.request_counters))
+            await self._add(ticket.request_counters, ticket.second, -1)
         ticket.request_counters = []
 
-    async def _try_all(self, limits: list[_Limit], tokens: int, window: int,
-                       elapsed: float) -> list[_Outcome]:
-        if window != self._previous_window:
-            self._previous.clear()
-            self._previous_window = window
-        names = [limit.at(window) for limit in limits]  # before any await
-        try:
-            previous = [self._previous[n[1]] for n in names]  # closed minutes, once settled
-        except KeyError:
-            previous = await self._previous_counts([n[1] for n in names], elapsed)
-        weight = 1.0 - elapsed / WINDOW
-        amounts = [1 if l.unit == "requests" else tokens for l in limits]
-        shares = [math.ceil(p * weight) for p in previous]
-        items = [(n[0], a, l.limit - s) for n, l, a, s in zip(names, limits, amounts, shares)]
-        if self._leases is None:
-            admitted, values = await self._counters.try_add_all(items, COUNTER_TTL)
+    async def _add(self, names: list[str], second: int, delta: int) -> None:
+        if len(names) == 1:
+            await self._counters.window_add(names[0], second, delta)
         else:
-            admitted, values = await self._leases.try_add_all(items, window, elapsed)
-        return [_Outcome(l, a, p, s, admitted, v, n[0])
-                for n, l, a, p, s, v in zip(names, limits, amounts, previous, shares, values)]
+            await asyncio.gather(*(self._counters.window_add(n, second, delta) for n in names))
 
-    async def _previous_counts(self, counters: list[str], elapsed: float) -> list[int]:
-        missing = [c for c in counters if c not in self._previous]
-        if len(missing) == 1:  # no tasks for one read
-            values = [await self._counters.get(missing[0])]
+    def _reset_text(self, seconds: float) -> str:
+        # Requests of the same millisecond share it: formatting is most of a header's cost.
+        ms = math.ceil(seconds * 1000)
+        if ms != self._reset[0]:
+            self._reset = (ms, format_ms(ms))
+        return self._reset[1]
+
+    def _headers(self, limits: list[_Limit], totals: list[int], clear_at: list[int],
+                 now: float) -> dict[str, str]:
+        if len(limits) == 1:
+            l = limits[0]
+            limit_name, remaining_name, reset_name = _HEADER_NAMES[l.unit]
+            return {limit_name: l.limit_text, remaining_name: str(max(0, l.limit - totals[0])),
+                    reset_name: self._reset_text(max(0.0, clear_at[0] - now))}
+        headers: dict[str, str] = {}
+        for unit, (limit_name, remaining_name, reset_name) in _HEADER_NAMES.items():
+            # Of several limits of a unit, the tightest is the one to pace oneself by.
+            tightest, room = None, 0
+            for i, l in enumerate(limits):
+                if l.unit == unit and (tightest is None or l.limit - totals[i] < room):
+                    tightest, room = i, l.limit - totals[i]
+            if tightest is not None:
+                headers[limit_name] = limits[tightest].limit_text
+                headers[remaining_name] = str(max(0, room))
+                headers[reset_name] = self._reset_text(max(0.0, clear_at[tightest] - now))
+        return headers
+
+    def _refusal(self, limits: list[_Limit], items, totals: list[int], clear_at: list[int],
+                 fits_at: int, now: float) -> RateLimited:
+        refused = [(l, amount) for l, (_, amount, _), total in zip(limits, items, totals)
+                   if total + amount > l.limit]
+        first, amount = refused[0] if refused else (limits[0], items[0][1])
+        if fits_at < 0:  # larger than a limit: waiting does not help
+            first, amount = next(((l, a) for l, a in refused if a > l.limit), (first, amount))
+            message = (f"rate limit exceeded: request of {amount} {first.unit} is larger "
+                       f"than {first.who}'s limit of {first.limit} {first.unit} per minute")
+            wait_ms = int(NEVER_FITS_RETRY * 1000)
         else:
-            values = await asyncio.gather(*(self._counters.get(c) for c in missing))
-        fresh = dict(zip(missing, values))
-        if elapsed >= SETTLE_DELAY and not (self._leases and self._leases.returning):
-            self._previous.update(fresh)
-        return [fresh[c] if c in fresh else self._previous[c] for c in counters]
+            message = (f"rate limit exceeded: {first.who} allows {first.limit} {first.unit} "
+                       f"per minute")
+            # Rounded up to a millisecond (and past float rounding): waiting this long is
+            # enough.
+            wait_ms = max(1, math.ceil((fits_at - now) * 1000))
+            if now + wait_ms / 1000 < fits_at:
+                wait_ms += 1
+        headers = self._headers(limits, totals, clear_at, now)
+        headers["retry-after"] = str(max(1, math.ceil(wait_ms / 1000)))
+        headers["retry-after-ms"] = str(wait_ms)
+        return RateLimited(message, retry_after=wait_ms / 1000, headers=headers)
 
 
 def _limit_specs(key: ApiKey, customer_limits) -> list[tuple[str, str, str, int]]:
     who = f"key {key.prefix}"
-    wanted = [("requests", who, f"k{key.id}", key.rpm), ("tokens", who, f"k{key.id}", key.tpm)]
+    wanted = [("requests", who, f"rl:k{key.id}:r", key.rpm),
+              ("tokens", who, f"rl:k{key.id}:t", key.tpm)]
     if customer_limits is not None and key.customer_id is not None:
         rpm, tpm = customer_limits
         customer = f"customer {key.customer_name or key.customer_id}"
-        wanted += [("requests", customer, f"c{key.customer_id}", rpm),
-                   ("tokens", customer, f"c{key.customer_id}", tpm)]
+        wanted += [("requests", customer, f"rl:c{key.customer_id}:r", rpm),
+                   ("tokens", customer, f"rl:c{key.customer_id}:t", tpm)]
     return [spec for spec in wanted if spec[3] is not None]
 
 
-def seconds_until_fits(previous: int, current: int, elapsed: float, limit: int,
-                       amount: int) -> float:
-    """How long until ``amount`` fits, if no other request arrives meanwhile.
-
-    Within this minute the previous minute's share shrinks linearly; if even the current
-    minute alone leaves no room, wait into the next minute, where this one becomes the
-    shrinking share.
-    """
-    if amount > limit:
-        return WINDOW  # can never fit; a minute is the honest "not now"
-    room = limit - current - amount
-    if room >= 0:
-        if previous <= 0:
-            return 0.0
-        return max(0.0, WINDOW * (1 - room / previous) - elapsed)
-    into_next = WINDOW * (1 - (limit - amount) / current)
-    return (WINDOW - elapsed) + max(0.0, into_next)
-
-
-def _reset_seconds(outcome: _Outcome, elapsed: float) -> float:
-    """Until the window holds nothing of what was counted so far: OpenAI's "reset"."""
-    if outcome.value > 0:
-        return 2 * WINDOW - elapsed
-    if outcome.previous > 0:
-        return WINDOW - elapsed
-    return 0.0
+def format_ms(ms: int) -> str:
+    """OpenAI's header format for a duration in whole milliseconds: ``20ms``, ``1.5s``,
+    ``1m0.75s``, ``6m0s``."""
+    if ms < 1000:
+        return f"{ms}ms"
+    seconds, fraction = divmod(ms, 1000)
+    minutes, seconds = divmod(seconds, 60)
+    text = f"{seconds}.{fraction:03d}".rstrip("0") if fraction else str(seconds)
+    return f"{minutes}m{text}s" if minutes else f"{text}s"
 
 
 def format_duration(seconds: float) -> str:
-    """OpenAI's header format: ``20ms``, ``1.5s``, ``6m0s``."""
-    if seconds < 1:
-        return f"{math.ceil(seconds * 1000)}ms"
-    minutes, rest = divmod(seconds, 60)
-    rest_text = f"{round(rest, 3):g}s"
-    return f"{int(minutes)}m{rest_text}" if minutes else rest_text
+    """``format_ms``, rounded up to a millisecond: never a shorter wait than the true one."""
+    return format_ms(math.ceil(seconds * 1000))
 
 
 _HEADER_NAMES = {unit: (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}",
                         f"x-ratelimit-reset-{unit}") for unit in ("requests", "tokens")}
-
-
-def _headers(outcomes: list[_Outcome], elapsed: float) -> dict[str, str]:
-    if len(outcomes) == 1:  # one limit: it is the tightest
-        o = outcomes[0]
-        limit_name, remaining_name, reset_name = _HEADER_NAMES[o.limit.unit]
-        return {limit_name: str(o.limit.limit),
-                remaining_name: str(max(0, o.limit.limit - o.share - o.value)),
-                reset_name: format_duration(_reset_seconds(o, elapsed))}
-    headers: dict[str, str] = {}
-    for unit in ("requests", "tokens"):
-        mine = [o for o in outcomes if o.limit.unit == unit]
-        if not mine:
-            continue
-        # The tightest limit is the one a client must pace itself by.
-        tightest = min(mine, key=lambda o: o.limit.limit - o.share - o.value)
-        remaining = max(0, tightest.limit.limit - tightest.share - tightest.value)
-        headers[f"x-ratelimit-limit-{unit}"] = str(tightest.limit.limit)
-        headers[f"x-ratelimit-remaining-{unit}"] = str(remaining)
-        headers[f"x-ratelimit-reset-{unit}"] = format_duration(_reset_seconds(tightest, elapsed))
-    return headers
-
-
-def _refusal(outcomes: list[_Outcome], elapsed: float) -> RateLimited:
-    refused = [o for o in outcomes if o.value + o.amount > o.limit.limit - o.share]
-    refused = refused or outcomes  # defensive: the backend said no, so something is full
-    waits = [seconds_until_fits(o.previous, o.value, elapsed, o.limit.limit, o.amount)
-             for o in refused]
-    retry_after = round(max(waits), 3)
-    first, amount = refused[0].limit, refused[0].amount
-    if amount > first.limit:
-        message = (f"rate limit exceeded: request of {amount} {first.unit} is larger "
-                   f"than {first.who}'s limit of {first.limit} {first.unit} per minute")
-    else:
-        message = (f"rate limit exceeded: {first.who} allows {first.limit} {first.unit} "
-                   f"per minute")
-    headers = _headers(outcomes, elapsed)
-    headers["retry-after"] = str(max(1, math.ceil(retry_after)))
-    headers["retry-after-ms"] = str(math.ceil(retry_after * 1000))
-    return RateLimited(message, retry_after=retry_after, headers=headers)

@@ -137,7 +137,15 @@ def _image_type(spec: dict, param: str) -> str:
 
 def _inline(spec: dict, param: str) -> ImageBlock:
     mime = _image_type(spec, param)
-    return ImageBlock(media_type=mime, data=string(spec.get("data"), f"{param}.data", nonempty=True))
+    data = string(spec.get("data"), f"{param}.data", nonempty=True)
+    # Protobuf's JSON form of bytes accepts URL-safe base64, and google-genai sends it; every
+    # other dialect (data URLs, Anthropic, Bedrock) wants the standard alphabet.
+    if "-" in data or "_" in data:
+        data = data.translate(_URLSAFE)
+    return ImageBlock(media_type=mime, data=data)
+
+
+_URLSAFE = str.maketrans("-_", "+/")
 
 
 def _file(spec: dict, param: str) -> ImageBlock:
