@@ -95,7 +95,7 @@ def test_overview_and_ledger_totals_equal_the_rows_and_the_statement(gw, scripte
     assert sum(p["requests"] for p in overview["series"]["points"]) == len(everything)
     assert "ledgerco" in {c["customer"] for c in overview["top_customers"]}
 
-    page = admin(gw, "GET", f"/ledger?customer=ledgerco&limit=2").json()
+    page = admin(gw, "GET", "/ledger?customer=ledgerco&limit=2").json()
     assert page["totals"]["requests"] == 5
     assert page["totals"]["price_pico"] == sum(r.price_pico for r in mine)
     seen = [r["request_id"] for r in page["rows"]]

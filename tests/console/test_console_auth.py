@@ -10,7 +10,6 @@ import time
 
 import httpx
 import openai
-import pytest
 
 from tests.console.conftest import admin
 from tests.harness import GatewayServer
@@ -208,4 +207,4 @@ def test_a_customer_sees_only_its_own(gw, scripted):
     assert resp.status_code == 404
     spend = client.get("/console/api/spend").json()
     assert [c["id"] for c in spend] == [mine["id"]]
-    assert admin(gw, "GET", f"/keys?customer=own-b").json()[0]["revoked_at"] is None
+    assert admin(gw, "GET", "/keys?customer=own-b").json()[0]["revoked_at"] is None

@@ -22,7 +22,7 @@ from modelmart.tenancy import accounts
 from tests.console.test_console_auth import sign_in
 from tests.harness import GatewayServer
 from tests.marketplace.helpers import ensure_admin_key, poll, priced_catalog
-from tests.pg import create_database, postgres_server, run_async
+from tests.pg import postgres_server, run_async
 
 ROWS = 100_000
 DAYS = 60
