@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run them. Works on a fresh Debian machine as root
 # (or with sudo): the tests start their own Redis and PostgreSQL servers on free loopback
-# ports in temporary folders, so both servers' binaries must be installed.
+# ports in temporary folders, so both servers' binaries must be installed, and Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 DEBIAN_FRONTEND=noninteractive
@@ -14,6 +14,9 @@ apt_install() {
 }
 
 command -v redis-server >/dev/null || apt_install redis-server
+# The console's browser tests drive Debian's Chromium (Playwright's own browser download is
+# not used: the Python package talks to /usr/bin/chromium).
+[ -x /usr/bin/chromium ] || apt_install chromium
 if ! command -v initdb >/dev/null; then
     # Debian keeps PostgreSQL's server binaries off the PATH.
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql

@@ -16,6 +16,7 @@ from modelmart.metering import reports
 from modelmart.store.errors import Conflict
 from modelmart.tenancy import accounts
 
+from . import admin_console
 from .admin_spec import openapi_spec, DOCS_HTML
 from modelmart.core.redact import strip_userinfo
 
@@ -108,7 +109,7 @@ class AdminAPI:
             return 200, await reports.margins(self.app.store, self._month(q))
         if route == ("GET", "models", 1):
             return 200, self._models()
-        raise NotFound(f"No admin route {method} {path}.")
+        return await admin_console.dispatch(self.app, method, parts, q, scope, receive)
 
     async def _body(self, scope: Scope, receive: Receive) -> dict:
         data = parse_json(await read_body(scope, receive, 1 << 20))

@@ -37,7 +37,7 @@ _MONTH = ("month", "query", True, "YYYY-MM")
 @lru_cache(maxsize=1)
 def openapi_spec() -> dict:
     p = "/admin/v1"
-    return {
+    spec = {
         "openapi": "3.1.0",
         "info": {"title": "modelmart admin API", "version": __version__,
                  "description": "Customers, API keys, usage, statements and margins. "
@@ -72,6 +72,10 @@ def openapi_spec() -> dict:
             f"{p}/models": {"get": _op("Models, their deployments and each deployment's health")},
         },
     }
+    from .admin_console import spec_paths  # the console's routes (api/admin_console.py)
+    for path, ops in spec_paths(p, _op).items():
+        spec["paths"].setdefault(path, {}).update(ops)
+    return spec
 
 
 def _docs_html() -> str:

@@ -31,6 +31,7 @@ from .admin import AdminAPI
 from .embeddings import embedding_routes
 from . import passthrough
 from .admission import Admission
+from .console import Console
 from .metrics import Metrics
 from .http import Receive, Scope, Send, header, send_json
 from .models import get_model, list_models
@@ -74,6 +75,7 @@ class App:
         self.admission = Admission(self)
         self.metrics = Metrics(settings.metrics_dir)
         self.admin = AdminAPI(self)
+        self.console = Console(self)
         self.http = None
         self.store = None
         self.keys: KeyCache | None = None
@@ -266,6 +268,8 @@ class App:
 
     async def _fallback_route(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
+        if path == "/console" or path.startswith("/console/"):
+            return await self.console(scope, receive, send)
         if path.startswith("/admin"):
             await self.admin(scope, receive, send)
             return

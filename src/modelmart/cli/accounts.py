@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from modelmart.store.errors import Conflict
 from modelmart.store.sealing import new_server_key
 from modelmart.tenancy import accounts
@@ -58,6 +60,56 @@ def _keys_create(args) -> int:
     return run_with_store(args, body)
 
 
+def _limit(text: str) -> int | None:
+    """A limit on the command line: a positive integer, or ``none`` to remove it."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'none', got {text!r}")
+
+
+def _given(args, names: tuple[str, ...]) -> dict:
+    """The options given (argparse leaves the others at the sentinel ``...``)."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not ...}
+
+
+def _keys_update(args) -> int:
+    async def body(store) -> int:
+        changes = _given(args, ("rpm", "tpm", "models", "budget", "period", "name"))
+        if "models" in changes:  # "all": every model; "" and " , " are refused as no model
+            models = changes["models"]
+            changes["models"] = None if models.strip().lower() == "all" else models.split(",")
+        if "budget" in changes:
+            budget = changes.pop("budget")
+            changes["budget_usd"] = None if budget.strip().lower() == "none" else budget
+        key = await accounts.update_key(store, args.key, changes)
+        view = accounts.key_view(key)
+        if args.json:
+            print_json(view)
+        else:
+            print(f"key {key.prefix} (id {key.id}) updated: " + ", ".join(
+                f"{c}={view[c]}" for c in ("models", "rpm", "tpm", "budget_usd",
+                                          "budget_period")))
+        return 0
+    return run_with_store(args, body)
+
+
+def _customers_update(args) -> int:
+    async def body(store) -> int:
+        try:
+            c = await accounts.update_customer(store, args.name, _given(args, ("rpm", "tpm")))
+        except LookupError as exc:
+            raise CLIError(str(exc)) from None
+        if args.json:
+            print_json({"id": c.id, "name": c.name, "rpm": c.rpm, "tpm": c.tpm})
+        else:
+            print(f"customer {c.name} updated: rpm={c.rpm}, tpm={c.tpm}")
+        return 0
+    return run_with_store(args, body)
+
+
 def _keys_server_key(args) -> int:
     print(new_server_key())
     return 0
@@ -96,6 +148,13 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     add_database_arg(p)
     p.set_defaults(func=_customers_create)
+    p = customers.add_parser("update", help="change a customer's limits")
+    p.add_argument("name")
+    p.add_argument("--rpm", type=_limit, default=..., help="requests per minute, or none")
+    p.add_argument("--tpm", type=_limit, default=..., help="tokens per minute, or none")
+    p.add_argument("--json", action="store_true")
+    add_database_arg(p)
+    p.set_defaults(func=_customers_update)
     p = customers.add_parser("list", help="list customers")
     p.add_argument("--json", action="store_true")
     add_database_arg(p)
@@ -124,6 +183,19 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     add_database_arg(p)
     p.set_defaults(func=_keys_list)
+    p = keys.add_parser("update", help="change a key's limits, models or budget (running "
+                        "servers pick it up within a second)")
+    p.add_argument("key", help="key id or prefix")
+    p.add_argument("--rpm", type=_limit, default=..., help="requests per minute, or none")
+    p.add_argument("--tpm", type=_limit, default=..., help="tokens per minute, or none")
+    p.add_argument("--models", default=..., help="comma-separated model ids, or all")
+    p.add_argument("--budget", default=..., help="spend limit in USD, or none")
+    p.add_argument("--period", default=..., choices=["day", "month", "total"],
+                   help="budget period")
+    p.add_argument("--name", default=..., help="a label for the key")
+    p.add_argument("--json", action="store_true")
+    add_database_arg(p)
+    p.set_defaults(func=_keys_update)
     p = keys.add_parser("revoke", help="revoke an API key by id or prefix")
     p.add_argument("key")
     add_database_arg(p)

@@ -87,6 +87,11 @@ class Pricing:
             self._schedules[deployment.name] = schedule
             return schedule
 
+    def price_rule(self, model_id: str) -> PriceSchedule | Decimal | None:
+        """A model's customer price as configured: list-price versions, a markup over
+        cost, or None (unpriced). For display (the console's catalog)."""
+        return self._prices.get(model_id, self.default_markup)
+
     def deployment_cost(self, deployment: Deployment, at: float) -> TokenPrices | None:
         """Provider rates in force at ``at`` (for cost-aware routing), or None."""
         schedule = self.cost_schedule(deployment)

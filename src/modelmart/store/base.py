@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 
+from modelmart.store import ledger as lg
 from modelmart.store import queries as q
 from modelmart.store import rows as r
+from modelmart.store import sessions as ss
 from modelmart.store.errors import StoreError
 from modelmart.store.records import ApiKey, Customer, UsageRecord
 
@@ -129,12 +131,18 @@ class SqlStore(Store):
     the errors they raise differ."""
 
     sql_dialect: q.Dialect
+    rollup_overflow: tuple[type[Exception], ...] = ()  # usage_daily cannot sum exactly
 
     @abstractmethod
     async def _all(self, sql: str, params=()) -> list: ...
 
     @abstractmethod
     async def _one(self, sql: str, params=()): ...
+
+    @abstractmethod
+    async def _execute(self, sql: str, params=(), bump: bool = False) -> int:
+        """One write in its own transaction; returns the rows it changed. ``bump``: move
+        the change counter too when it changed any (tenancy writes)."""
 
     # customers
     async def _customer_where(self, cond: str, value) -> Customer | None:
@@ -194,6 +202,79 @@ class SqlStore(Store):
         sql, params = q.spent_sql(self.sql_dialect, key_id=key_id, customer_id=customer_id,
                                   since=since)
         return int((await self._one(sql, params))[0] or 0)
+
+    # tenancy changes (each moves the change counter, so key caches reload)
+    async def update_key(self, id: int, changes: dict) -> bool:
+        """Sets columns of an active key (``rpm``, ``tpm``, ``models``, ``budget_pico``,
+        ``budget_period``, ``name``); False if there is no such active key."""
+        allowed = {"rpm", "tpm", "models", "budget_pico", "budget_period", "name"}
+        if not changes or set(changes) - allowed:
+            raise ValueError(f"cannot update key columns {sorted(set(changes) - allowed)}")
+        values = {c: (r.dump_json(v) if c == "models" else v) for c, v in changes.items()}
+        sets = ", ".join(f"{c} = ?" for c in values)
+        return await self._execute(
+            f"UPDATE api_keys SET {sets} WHERE id = ? AND revoked_at IS NULL",
+            [*values.values(), id], bump=True) > 0
+
+    async def update_customer(self, id: int, changes: dict) -> bool:
+        """Sets a customer's ``rpm`` and/or ``tpm`` (None: no limit)."""
+        if not changes or set(changes) - {"rpm", "tpm"}:
+            raise ValueError(f"cannot update customer columns {sorted(changes)}")
+        sets = ", ".join(f"{c} = ?" for c in changes)
+        return await self._execute(f"UPDATE customers SET {sets} WHERE id = ?",
+                                   [*changes.values(), id], bump=True) > 0
+
+    # the ledger, filtered (store/ledger.py)
+    async def ledger_summary(self, f: lg.LedgerFilter, by: list[str] = []) -> list[dict]:
+        """Sums of the rows ``f`` selects, grouped by ``by`` (customer, key, model,
+        provider, status, day; and hour, for windows shorter than two days). Whole days
+        come from usage_daily, the edges of other windows from usage."""
+        by = list(by)
+        if "hour" in by:
+            raw_parts, daily = [f], None
+        else:
+            raw_parts, daily = lg.split_days(f)
+        rows = []
+        for part in raw_parts:
+            sql, params = lg.raw_summary_sql(self.sql_dialect, part, by)
+            rows += lg.summary_rows(by, await self._all(sql, params))
+        if daily is not None:
+            sql, params = lg.daily_summary_sql(self.sql_dialect, daily, by)
+            try:
+                rows += lg.summary_rows(by, await self._all(sql, params))
+            except self.rollup_overflow:
+                sql, params = lg.raw_summary_sql(self.sql_dialect, daily, by)
+                rows += lg.summary_rows(by, await self._all(sql, params))
+        return lg.merge(rows, by) if raw_parts and daily is not None else rows
+
+    async def ledger_page(self, f: lg.LedgerFilter, limit: int = 100,
+                          before: tuple[float, int] | None = None
+                          ) -> list[tuple[int, UsageRecord]]:
+        """(row id, record) of the newest rows ``f`` selects, ``before`` a row if given."""
+        sql, params = lg.page_sql(f, limit, before)
+        return [(row[0], r.usage_from_row(row[1:])) for row in await self._all(sql, params)]
+
+    async def ledger_rows(self, f: lg.LedgerFilter) -> list[tuple[int, UsageRecord]]:
+        sql, params = lg.export_sql(f)
+        return [(row[0], r.usage_from_row(row[1:])) for row in await self._all(sql, params)]
+
+    # console sessions (store/sessions.py)
+    async def create_session(self, session: ss.ConsoleSession) -> None:
+        await self._execute(ss.INSERT, session.to_row())
+
+    async def get_session(self, id_hash: str) -> ss.ConsoleSession | None:
+        row = await self._one(ss.SELECT, (id_hash,))
+        return ss.ConsoleSession.from_row(row) if row else None
+
+    async def touch_session(self, id_hash: str, now: float) -> None:
+        await self._execute(ss.TOUCH, (now, id_hash))
+
+    async def delete_session(self, id_hash: str) -> bool:
+        return await self._execute(ss.DELETE, (id_hash,)) > 0
+
+    async def purge_sessions(self, now: float, idle_cutoff: float) -> int:
+        """Deletes sessions past their absolute end or idle since ``idle_cutoff``."""
+        return await self._execute(ss.PURGE, (now, idle_cutoff))
 
 
 def sqlite_path(url: str) -> str | None:

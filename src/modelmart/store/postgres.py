@@ -60,6 +60,14 @@ class PostgresStore(SqlStore):
     async def _one(self, sql: str, params=()):
         return await self._pool.fetchrow(q.numbered(sql), *params)
 
+    async def _execute(self, sql: str, params=(), bump: bool = False) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(q.numbered(sql), *params)
+            changed = int(status.rsplit(" ", 1)[1])  # "UPDATE 1", "INSERT 0 1"
+            if bump and changed:
+                await conn.execute(q.BUMP_COUNTER)
+        return changed
+
     async def close(self) -> None:
         await self._pool.close()
 

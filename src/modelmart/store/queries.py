@@ -29,6 +29,7 @@ class Dialect:
     day: str  # SQL for the UTC date of created_at, YYYY-MM-DD
     month: str  # YYYY-MM
     money_sum: str  # an aggregate that sums picodollars exactly, past 2^63
+    bucket: str  # the number of the ``{seconds}``-long UTC period (hour, day) of created_at
 
     def group_expr(self, by: str) -> str:
         if by == "day":
@@ -42,11 +43,13 @@ SQLITE = Dialect(
     day="strftime('%Y-%m-%d', created_at, 'unixepoch')",
     month="strftime('%Y-%m', created_at, 'unixepoch')",
     money_sum="exact_sum",
+    bucket="CAST(created_at / {seconds} AS INTEGER)",
 )
 POSTGRES = Dialect(
     day="to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     month="to_char(to_timestamp(created_at) AT TIME ZONE 'UTC', 'YYYY-MM')",
     money_sum="SUM",  # SUM(bigint) is NUMERIC in PostgreSQL: exact, no overflow
+    bucket="floor(created_at / {seconds})::bigint",
 )
 
 

@@ -29,13 +29,19 @@ BUSY_TIMEOUT_S = 30.0  # writers from other processes hold the lock for millisec
 
 
 class ExactSum:
-    """SUM without overflow: Python ints accumulate; TEXT out because SQLite has no bigint."""
+    """SUM without overflow: Python ints accumulate; TEXT out because SQLite has no bigint.
+
+    A REAL is refused (the query fails): SQLite turns an integer sum that overflows into a
+    REAL, which usage_daily's trigger can do past 2^63 picodollars in one of its rows; the
+    reader then sums those days from the ledger's rows instead (``ledger_summary``)."""
 
     def __init__(self) -> None:
         self.total = 0
 
     def step(self, value: Any) -> None:
         if value is not None:
+            if type(value) is float:
+                raise OverflowError("an amount of money stored as a REAL")
             self.total += int(value)
 
     def finalize(self) -> str:
@@ -90,6 +96,7 @@ def _key_conflict(err: Exception, key: ApiKey) -> Conflict:
 
 class SqliteStore(SqlStore):
     sql_dialect = q.SQLITE
+    rollup_overflow = (sqlite3.DatabaseError,)  # ExactSum met a REAL in usage_daily
 
     def __init__(self, executor: ThreadPoolExecutor, conn: sqlite3.Connection,
                  path: str = "") -> None:
@@ -127,6 +134,15 @@ class SqliteStore(SqlStore):
 
     async def _one(self, sql: str, params: Any = ()) -> Any:
         return await self._run(lambda c: c.execute(sql, params).fetchone())
+
+    async def _execute(self, sql: str, params: Any = (), bump: bool = False) -> int:
+        def write(conn):
+            changed = conn.execute(sql, params).rowcount
+            if bump and changed:
+                conn.execute(q.BUMP_COUNTER)
+            return changed
+
+        return await self._write(write)
 
     async def close(self) -> None:
         if self._conn is None:
@@ -200,16 +216,16 @@ class SqliteStore(SqlStore):
             return 0
 
         def insert(conn):
-            before = conn.total_changes
-            done = 0
+            done = added = 0
             for size in _USAGE_CHUNKS:
                 while len(rows) - done >= size:
                     params = []
                     for row in rows[done:done + size]:
                         params.extend(row)
-                    conn.execute(_insert_usage(size), params)
+                    # rowcount, not total_changes: usage_daily's trigger writes count there
+                    added += conn.execute(_insert_usage(size), params).rowcount
                     done += size
-            return conn.total_changes - before
+            return added
 
         return await self._write(insert)
 

@@ -11,7 +11,7 @@ import string
 import time
 from decimal import Decimal, InvalidOperation
 
-from modelmart.core.money import usd_to_pico
+from modelmart.core.money import format_usd, pico_to_usd, usd_to_pico
 from modelmart.store.base import Store
 from modelmart.store.errors import Conflict
 from modelmart.store.records import ApiKey, Customer
@@ -125,6 +125,114 @@ async def revoke_key(store: Store, ident: str) -> ApiKey:
         raise ValueError(f"key {key.prefix} (id {key.id}) is already revoked")
     await store.revoke_key(key.id)
     return key
+
+
+KEY_CHANGES = ("rpm", "tpm", "models", "budget_usd", "period", "name")
+
+
+async def update_key(store: Store, ident: str, changes: dict) -> ApiKey:
+    """Change an active key's limits: ``changes`` holds any of ``KEY_CHANGES``; a value of
+    None removes that limit (``models``: every model; ``budget_usd``: no budget). Running
+    servers pick the change up with the change counter, like a new key."""
+    unknown = sorted(set(changes) - set(KEY_CHANGES))
+    if unknown:
+        raise InvalidField(unknown[0], f"cannot change {', '.join(unknown)}; "
+                           f"a key's changeable fields are {', '.join(KEY_CHANGES)}")
+    if not changes:
+        raise ValueError(f"nothing to change: give any of {', '.join(KEY_CHANGES)}")
+    key = await find_key(store, ident)
+    if key.revoked_at is not None:
+        raise ValueError(f"key {key.prefix} (id {key.id}) is revoked; make a new key")
+    if key.role != "user":
+        raise ValueError("the admin key has no limits to change")
+    columns = {f: _positive(f, changes[f]) for f in ("rpm", "tpm") if f in changes}
+    if "models" in changes:
+        columns["models"] = _models(changes["models"])
+    if "name" in changes:
+        columns["name"] = (str(changes["name"]).strip() or None) if changes["name"] else None
+    if "budget_usd" in changes or "period" in changes:
+        columns.update(_budget_change(key, changes))
+    await store.update_key(key.id, columns)
+    updated = await store.get_key(key.id)
+    return updated
+
+
+def _budget_change(key: ApiKey, changes: dict) -> dict:
+    if "budget_usd" in changes and changes["budget_usd"] is None:
+        if changes.get("period") is not None:
+            raise InvalidField("period", "a period needs a budget")
+        return {"budget_pico": None, "budget_period": None}
+    if "budget_usd" not in changes:  # a new period for the budget the key has
+        if key.budget_pico is None:
+            raise InvalidField("period", "this key has no budget: give a budget too")
+        if changes["period"] not in PERIODS:
+            raise InvalidField("period", f"period must be one of {', '.join(PERIODS)}, "
+                               f"got {changes['period']!r}")
+        return {"budget_period": changes["period"]}
+    period = changes.get("period") or key.budget_period or "month"
+    try:
+        pico, period = _budget(changes["budget_usd"], period)
+    except ValueError as exc:
+        raise InvalidField("budget_usd", str(exc)) from None
+    return {"budget_pico": pico, "budget_period": period}
+
+
+async def update_customer(store: Store, name: str, changes: dict) -> Customer:
+    """Change a customer's limits across all its keys (``rpm``, ``tpm``; None: none)."""
+    unknown = sorted(set(changes) - {"rpm", "tpm"})
+    if unknown:
+        raise InvalidField(unknown[0], f"cannot change {', '.join(unknown)}; "
+                           "a customer's changeable fields are rpm and tpm")
+    if not changes:
+        raise ValueError("nothing to change: give rpm and/or tpm")
+    customer = await store.get_customer(name)
+    if customer is None:
+        raise LookupError(f"no customer named {name!r}")
+    await store.update_customer(customer.id, {f: _positive(f, v) for f, v in changes.items()})
+    return await store.get_customer_by_id(customer.id)
+
+
+# Keys a customer may hold at once when making its own in the console.
+SELF_SERVICE_MAX_KEYS = 10
+
+
+async def create_own_key(store: Store, parent: ApiKey, *, name: str | None = None,
+                         models: list[str] | None = None, rpm: int | None = None,
+                         tpm: int | None = None, budget_usd=None) -> tuple[ApiKey, str]:
+    """A key a customer makes for itself, signed in with ``parent``: never looser than
+    ``parent`` (the operator's limits), whatever is asked. Models are a subset of the
+    parent's; rpm, tpm and budget at most the parent's, and the parent's when not given;
+    the budget's period is the parent's. The customer's own rpm/tpm hold across all its
+    keys anyway; the number of its active keys is capped."""
+    if parent.role != "user" or parent.customer_id is None:
+        raise ValueError("only a customer's key can make keys for that customer")
+    held = await store.list_keys(customer_id=parent.customer_id)
+    if len(held) >= SELF_SERVICE_MAX_KEYS:
+        raise ValueError(f"a customer may hold {SELF_SERVICE_MAX_KEYS} active keys; "
+                         "revoke one first")
+    models = _models(models)
+    if parent.models is not None:
+        outside = [m for m in models or () if m not in parent.models]
+        if outside:
+            raise InvalidField("models", f"not allowed for this account: {', '.join(outside)}")
+        models = models or list(parent.models)
+    limits = {}
+    for field, asked, ceiling in (("rpm", rpm, parent.rpm), ("tpm", tpm, parent.tpm)):
+        asked = _positive(field, asked)
+        if ceiling is not None and asked is not None and asked > ceiling:
+            raise InvalidField(field, f"{field} may be at most {ceiling} for this account")
+        limits[field] = asked if asked is not None else ceiling
+    budget_pico, period = _budget(budget_usd, None) if budget_usd is not None else (None, None)
+    if parent.budget_pico is not None:
+        if budget_pico is not None and budget_pico > parent.budget_pico:
+            raise InvalidField("budget_usd", "the budget may be at most "
+                               f"{format_usd(parent.budget_pico, 6)} USD for this account")
+        budget_pico = budget_pico or parent.budget_pico
+        period = parent.budget_period
+    customer = await store.get_customer_by_id(parent.customer_id)
+    return await create_key(
+        store, customer.name, models=models, **limits, name=name, period=period,
+        budget_usd=None if budget_pico is None else pico_to_usd(budget_pico))
 
 
 async def find_key(store: Store, ident: str) -> ApiKey:

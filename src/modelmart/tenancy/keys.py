@@ -48,6 +48,7 @@ class KeyCache:
         self._secret_keys = secret_keys  # None: found by ``start`` (store/serverkey.py)
         self._by_hash: dict[str, ApiKey] = {}
         self._by_aws: dict[str, ApiKey] = {}
+        self._by_id: dict[int, ApiKey] = {}
         # (stored value, access key id) → plaintext, so a reload decrypts only new secrets
         self._opened: dict[tuple[str, str], str] = {}
         self._seen_counter: int | None = None
@@ -92,6 +93,10 @@ class KeyCache:
             return None
         key = self._by_hash.get(hash_secret(secret))
         return key if key is not None and key.revoked_at is None else None
+
+    def by_id(self, key_id: int) -> ApiKey | None:
+        """An active key by its id (the console's sessions hold the id of their key)."""
+        return self._by_id.get(key_id)
 
     def by_aws_access_key_id(self, access_key_id: str) -> ApiKey | None:
         key = self._by_aws.get(access_key_id) if access_key_id else None
@@ -144,6 +149,7 @@ class KeyCache:
         self._by_hash = {k.secret_hash: k for k in keys if k.revoked_at is None}
         self._by_aws = {k.aws_access_key_id: k for k in self._by_hash.values()
                         if k.aws_access_key_id and k.aws_secret}
+        self._by_id = {k.id: k for k in self._by_hash.values()}
         self._seen_counter = counter
 
     async def _poll(self) -> None:
