@@ -79,13 +79,19 @@ def test_kill_9_under_load_loses_no_record_and_doubles_none(tmp_path):
         threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
         for t in threads:
             t.start()
-        time.sleep(0.6)
+        # Enough answered first (counted, not timed: a loaded machine answers fewer a second).
+        deadline = time.monotonic() + 30
+        while len(answered) < 40 and time.monotonic() < deadline:
+            time.sleep(0.05)
         # Stall the ledger writer (another process holds SQLite's write lock) while requests
         # keep being answered: their records are only in the journal when the kill comes.
         lock = sqlite3.connect(db_path, isolation_level=None)
         lock.execute("BEGIN IMMEDIATE")
         db_locked.set()
-        time.sleep(0.4)
+        deadline = time.monotonic() + 30
+        while (len(answered_while_db_locked) < 15 or len(answered) <= 55) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
         killed.set()  # first: from here on a transport error is the kill's doing
         server.kill9()
         for t in threads:
