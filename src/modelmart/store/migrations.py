@@ -46,6 +46,8 @@ def render(sql: str, backend: str) -> str:
     return sql.format(**TYPES[backend])
 
 
+from modelmart.store.eval_schema import EVAL_TABLES  # noqa: E402  (plain strings)
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_tenancy", (
         """CREATE TABLE customers (
@@ -110,4 +112,7 @@ MIGRATIONS: list[Migration] = [
         "CREATE INDEX usage_customer_created ON usage (customer_id, created_at)",
         "CREATE INDEX usage_key_created ON usage (key_id, created_at)",
     )),
+    # Evaluations (issue #13): runs, one record per (model, item, epoch), pairwise verdicts.
+    # The tables are read and written by store/evals.py.
+    Migration("0003_evals", EVAL_TABLES),
 ]
