@@ -10,6 +10,7 @@ import sys
 from modelmart.catalog.loader import CatalogError, load_catalog
 
 from . import accounts, reports, serve
+from . import evals as eval_commands
 
 
 def _models_from_server(args: argparse.Namespace) -> int:
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=_models)
     accounts.register(sub)
     reports.register(sub)
+    eval_commands.register(sub)
     return parser
 
 
