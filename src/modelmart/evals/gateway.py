@@ -90,13 +90,13 @@ class Gateway:
     async def usage(self, request_id: str, wait_s: float = 30.0) -> UsageRecord | None:
         """The ledger row of a request: written in batches a moment after the response."""
         deadline = time.monotonic() + wait_s
-        delay = 0.02
+        delay = 0.01
         while True:
             row = await self.store.get_usage(request_id)
             if row is not None or time.monotonic() > deadline:
                 return row
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, 0.1)
 
 
 async def _eval_key(store: Store, budget_pico: int | None, label: str) -> tuple[int, str]:
