@@ -27,6 +27,7 @@ from modelmart.providers.base import ATTEMPT_DEADLINE, Provider
 from .capability import estimate_input_tokens, why_unable
 from .health import HealthBoard
 from .retry import credentials_failure, is_credentials_error, is_retryable, retry_delay
+from .quality import QualityBoard
 from .strategies import Context, CostFn, order
 
 T = TypeVar("T")
@@ -108,6 +109,7 @@ class Router:
         self.clock, self.sleep = clock, sleep
         self.rng = rng or random.Random()
         self.board = HealthBoard(clock)
+        self.quality = QualityBoard()  # measured gaps, for cheapest-within-gap models
 
     # ---- planning ---------------------------------------------------------------------
 
@@ -129,6 +131,11 @@ class Router:
                 f"The model '{entry.id}' does not support {', '.join(missing)}.", param="model")
         return able
 
+    def route_basis(self, entry: ModelEntry) -> str | None:
+        """For a cheapest-within-gap model, the evaluation its choice rests on (the
+        ``x-modelmart-route-basis`` header); None for other models."""
+        return self.quality.basis(entry.gap_policy) if entry.gap_policy is not None else None
+
     def plan(self, entry: ModelEntry, req: Request) -> list[Deployment]:
         """The deployments to try, in order."""
         tokens = estimate_input_tokens(req)
@@ -136,7 +143,8 @@ class Router:
             return self.candidates(entry, req, tokens)
         ctx = Context(stream=req.stream, input_tokens=tokens,
                       output_tokens=req.max_tokens or entry.max_output_tokens,
-                      board=self.board, rng=self.rng, cost_of=self.cost_of)
+                      board=self.board, rng=self.rng, cost_of=self.cost_of, entry=entry,
+                      quality=self.quality)
         return self.board.admit(order(entry.strategy, self.candidates(entry, req, tokens), ctx))
 
     # ---- the public calls -------------------------------------------------------------
