@@ -51,16 +51,11 @@ def _options(args, run=None):
                       temperature=args.temperature)
 
 
-async def _eval_run(args) -> int:
+async def _gateway(args):
+    """The gateway to evaluate through, and the store to close after (remote only)."""
     from modelmart.evals.gateway import InProcessGateway, RemoteGateway
-    from modelmart.evals.progress import Progress
-    from modelmart.evals.registry import load_task
-    from modelmart.evals.results import print_summary
-    from modelmart.evals.runner import Runner, open_run
     from modelmart.store.base import open_store
-    from modelmart.store.evals import EvalStore
 
-    task = load_task(args.task, scorer=args.scorer)
     settings = _settings(args)
     if args.server:
         if not args.api_key:
@@ -68,9 +63,20 @@ async def _eval_run(args) -> int:
         store = await open_store(settings.database_url)
         gateway = RemoteGateway(args.server, args.api_key, store, settings)
     else:
-        gateway = InProcessGateway(settings)
-        store = None
+        gateway, store = InProcessGateway(settings), None
     await gateway.start()
+    return gateway, store
+
+
+async def _eval_run(args) -> int:
+    from modelmart.evals.progress import Progress
+    from modelmart.evals.registry import load_task
+    from modelmart.evals.results import print_summary
+    from modelmart.evals.runner import Runner, open_run
+    from modelmart.store.evals import EvalStore
+
+    task = load_task(args.task, scorer=args.scorer)
+    gateway, store = await _gateway(args)
     try:
         evals = EvalStore(gateway.store)
         run = None
@@ -102,9 +108,47 @@ async def _eval_run(args) -> int:
             await store.close()
 
 
-def _run(args) -> int:
+async def _eval_pairwise(args) -> int:
+    from modelmart.evals.leaderboard import leaderboard, render
+    from modelmart.evals.pairwise import judge_pairs
+    from modelmart.evals.progress import Progress
+    from modelmart.evals.registry import load_task
+    from modelmart.store.evals import EvalStore
+
+    gateway, store = await _gateway(args)
     try:
-        return asyncio.run(_eval_run(args))
+        evals = EvalStore(gateway.store)
+        run = await evals.get_run(int(args.run))
+        if run is None:
+            raise CLIError(f"no evaluation run {args.run}")
+        if len(run.models) < 2:
+            raise CLIError(f"run {run.id} has one model: nothing to compare")
+        task = load_task(run.task)
+        if task.version != run.task_version:
+            raise CLIError(f"run {run.id} was made with another version of {run.task}")
+        gateway.check_model(args.judge)
+        await gateway.issue_key(None, f"eval-pairwise-{run.id}")
+        await judge_pairs(gateway, evals, run, task, args.judge, args.concurrency,
+                          Progress(f"pairwise {run.id}"))
+        print(render(await leaderboard(evals, task=run.task), "table"))
+        return 0
+    finally:
+        await gateway.close()
+        if store is not None:
+            await store.close()
+
+
+def _pairwise(args) -> int:
+    return _guarded(_eval_pairwise, args)
+
+
+def _run(args) -> int:
+    return _guarded(_eval_run, args)
+
+
+def _guarded(command, args) -> int:
+    try:
+        return asyncio.run(command(args))
     except (CLIError, ValueError, StoreError) as exc:
         print(f"modelmart: {exc}", file=sys.stderr)
         return 2
@@ -178,6 +222,16 @@ def register(sub) -> None:
     p.add_argument("--config", help="the catalog file (default $MODELMART_CONFIG)")
     add_database_arg(p)
     p.set_defaults(func=_run)
+
+    p = actions.add_parser("pairwise", help="judge a run's answers pair by pair (both orders)")
+    p.add_argument("run", help="run id")
+    p.add_argument("--judge", required=True, help="the catalog model that judges")
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--server", help="a running gateway's URL (default: in-process)")
+    p.add_argument("--api-key", help="an API key of the server (with --server)")
+    p.add_argument("--config", help="the catalog file (default $MODELMART_CONFIG)")
+    add_database_arg(p)
+    p.set_defaults(func=_pairwise)
 
     p = actions.add_parser("list", help="evaluation runs")
     p.add_argument("--task")

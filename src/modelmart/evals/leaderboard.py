@@ -30,7 +30,8 @@ async def _ratings(evals: EvalStore, task: str, version: str, seed: int) -> list
         return []
     models = sorted({v.model_a for v in verdicts} | {v.model_b for v in verdicts})
     index = {m: i for i, m in enumerate(models)}
-    fits = bradley_terry([(f"{v.item}/{v.epoch}", index[v.model_a], index[v.model_b],
+    # the turns of one question are drawn together in the bootstrap ("81:1", "81:2")
+    fits = bradley_terry([(f"{v.item.split(':')[0]}/{v.epoch}", index[v.model_a], index[v.model_b],
                            v.outcome) for v in verdicts], len(models), seed=seed, prior=0.01)
     return sorted(({"model": m, **fit, "judge": verdicts[0].judge}
                    for m, fit in zip(models, fits)), key=lambda r: -r["theta"])
