@@ -178,11 +178,13 @@ def _list(args) -> int:
 
 
 def _leaderboard(args) -> int:
-    from modelmart.evals.leaderboard import leaderboard, render
+    from modelmart.evals.leaderboard import leaderboard, load_reported, render
 
     async def body(store) -> int:
         from modelmart.store.evals import EvalStore
-        board = await leaderboard(EvalStore(store), task=args.task, seed=args.seed)
+        reported = load_reported(args.reported) if args.reported else None
+        board = await leaderboard(EvalStore(store), task=args.task, seed=args.seed,
+                                  reported=reported)
         print(render(board, args.format))
         return 0
     return run_with_store(args, body)
@@ -249,6 +251,8 @@ def register(sub) -> None:
     p = sub.add_parser("leaderboard", help="models per task: score, interval, frontier gap, cost")
     p.add_argument("--task")
     p.add_argument("--format", choices=["table", "json", "md"], default="table")
+    p.add_argument("--reported", metavar="FILE",
+                   help="published scores (YAML: task, model, score, source), shown apart")
     p.add_argument("--seed", type=int, default=0)
     add_database_arg(p)
     p.set_defaults(func=_leaderboard)

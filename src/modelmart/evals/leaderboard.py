@@ -11,15 +11,39 @@ from .results import TaskResult, analyse, latest_records
 from .stats import bradley_terry
 
 
-async def leaderboard(evals: EvalStore, task: str | None = None, seed: int = 0) -> list[dict]:
+async def leaderboard(evals: EvalStore, task: str | None = None, seed: int = 0,
+                      reported: list[dict] | None = None) -> list[dict]:
+    """``reported``: published scores (``load_reported``), shown apart and labelled."""
     records = await evals.records(task=task)
     board = []
     for (name, version), recs in sorted(latest_records(records).items()):
         result = analyse(name, version, recs, seed=seed)
         entry = result.to_dict()
         entry["ratings"] = await _ratings(evals, name, version, seed)
+        entry["reported"] = [r for r in reported or [] if r["task"] == name]
         board.append(entry)
     return board
+
+
+def load_reported(path: str) -> list[dict]:
+    """Published scores from a YAML or JSON list of {task, model, score, source}: never
+    mixed with measured ones, always shown with their source."""
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f) or []
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a list of {{task, model, score, source}}")
+    out = []
+    for n, row in enumerate(data, start=1):
+        if not isinstance(row, dict) or not all(row.get(k) not in (None, "")
+                                                for k in ("task", "model", "score", "source")):
+            raise ValueError(f"{path}, entry {n}: task, model, score and source are required "
+                             "(a published score without its source is not shown)")
+        out.append({"task": str(row["task"]), "model": str(row["model"]),
+                    "score": float(row["score"]), "source": str(row["source"]),
+                    "note": str(row.get("note") or "")})
+    return out
 
 
 async def _ratings(evals: EvalStore, task: str, version: str, seed: int) -> list[dict]:
@@ -68,6 +92,12 @@ def render(board: list[dict], fmt: str = "table") -> str:
             out.append("\nPairwise (Elo scale, judge-rated):" if fmt != "md"
                        else "\nPairwise ratings (Elo scale, judge-rated):\n")
             out.append(_table(ratings, fmt))
+        if task.get("reported"):
+            rows = [{"model": r["model"], "reported score": f"{r['score']:.3f}",
+                     "source": r["source"], "note": r["note"]} for r in task["reported"]]
+            out.append("\nReported by others, not measured here:" if fmt != "md"
+                       else "\nReported by others, not measured here:\n")
+            out.append(_table(rows, fmt))
         out.append("")
     return "\n".join(out) if board else "(no evaluation records yet)"
 
