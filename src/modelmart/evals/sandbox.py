@@ -69,15 +69,22 @@ class Outcome:
     result: str  # "passed" | "timed out" | "failed: <why>"
 
 
+@lru_cache(maxsize=1)
+def _libc_unshare():
+    """unshare(2), looked up in the parent: a child between fork and exec must not dlopen
+    (another thread may have held the loader's lock at the fork)."""
+    return ctypes.CDLL(None, use_errno=True).unshare
+
+
 def _unshare(flags: int) -> bool:
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.unshare(ctypes.c_int(flags)) == 0
+    return _libc_unshare()(ctypes.c_int(flags)) == 0
 
 
 @lru_cache(maxsize=1)
 def network_isolated() -> bool:
     """Whether a child can be put in a network namespace of its own here (tried once, in a
     throwaway child)."""
+    _libc_unshare()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         ok = _unshare(CLONE_NEWNET) or _unshare(CLONE_NEWUSER | CLONE_NEWNET)
@@ -107,6 +114,7 @@ async def run_python(program: str, limits: Limits = Limits()) -> Outcome:
         with open(os.path.join(folder, "program.py"), "w", encoding="utf-8") as f:
             f.write(program)
         isolate = network_isolated()
+        _libc_unshare()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-c", _HARNESS, cwd=folder,
             env={"HOME": folder, "TMPDIR": folder, "LC_ALL": "C.UTF-8"},
