@@ -202,6 +202,28 @@ def _report(args) -> int:
     return run_with_store(args, body)
 
 
+def _export(args) -> int:
+    """A run's item-level records as JSON lines: everything a statistic is made of."""
+    import json
+    from dataclasses import asdict
+
+    async def body(store) -> int:
+        from modelmart.store.evals import EvalStore
+        evals = EvalStore(store)
+        if await evals.get_run(int(args.run)) is None:
+            raise CLIError(f"no evaluation run {args.run}")
+        records = await evals.records(run_id=int(args.run))
+        out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout
+        try:
+            for rec in records:
+                out.write(json.dumps(asdict(rec), ensure_ascii=False) + "\n")
+        finally:
+            if args.out:
+                out.close()
+        return 0
+    return run_with_store(args, body)
+
+
 def register(sub) -> None:
     ev = sub.add_parser("eval", help="evaluate models on tasks through the gateway")
     actions = ev.add_subparsers(dest="action", required=True)
@@ -247,6 +269,12 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     add_database_arg(p)
     p.set_defaults(func=_report)
+
+    p = actions.add_parser("export", help="a run's item-level records as JSON lines")
+    p.add_argument("run", help="run id")
+    p.add_argument("--out", help="file to write (default: stdout)")
+    add_database_arg(p)
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("leaderboard", help="models per task: score, interval, frontier gap, cost")
     p.add_argument("--task")
