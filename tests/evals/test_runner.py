@@ -147,3 +147,22 @@ def test_a_run_killed_with_kill_9_resumes_to_the_same_records(setup):
     # finished items were not redone: their records (and requests) are the first run's
     after = {(r.model, r.item): r.request_id for r in resumed}
     assert all(after[k] == rid for k, rid in done_before.items())
+
+
+def test_a_run_against_a_running_server(setup, upstreams):
+    """--server URL --api-key KEY: the same records, read from the server's ledger."""
+    import yaml
+
+    from tests.harness import GatewayServer
+
+    data = yaml.safe_load(open(setup["config"]))
+    server = GatewayServer(data, database_url=setup["db"]).start()
+    try:
+        assert _eval(setup, "--models", "good", "--server", server.url,
+                     "--api-key", server.key, "--limit", "5") == 0
+    finally:
+        server.stop()
+    runs, records, spent, usage = _records(setup["db"])
+    assert runs[-1].status == "done" and len(records) == 5
+    assert all(usage[r.request_id].price_pico == r.price_pico > 0 for r in records)
+    assert spent[runs[-1].id] == sum(r.price_pico for r in records)
