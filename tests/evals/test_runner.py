@@ -102,6 +102,20 @@ def test_the_budget_is_never_exceeded(setup):
     assert run.status == "budget" and 0 < len(records) < 2 * len(ITEMS)
     assert spent[run.id] <= usd_to_pico(budget)
     assert run.budget_pico == usd_to_pico(budget)
+    # the runner stopped on its own reservations: the gateway (whose eval key carries the
+    # remaining budget too) never had to refuse a call for money
+    assert _refused_for_budget(setup["db"], run.key_ids) == 0
+
+
+def _refused_for_budget(db: str, key_ids: list[int]) -> int:
+    async def count():
+        store = await open_store(db)
+        try:
+            rows = await store.usage_rows()
+            return sum(1 for r in rows if r.key_id in key_ids and r.http_status == 402)
+        finally:
+            await store.close()
+    return asyncio.run(count())
 
 
 def _command(setup, db: str) -> list[str]:
