@@ -195,7 +195,8 @@ def _report(args) -> int:
 
     async def body(store) -> int:
         from modelmart.store.evals import EvalStore
-        paths = await write_report(EvalStore(store), int(args.run), args.out, seed=args.seed)
+        paths = await write_report(EvalStore(store), int(args.run), args.out, seed=args.seed,
+                                   label=args.label)
         for path in paths:
             print(path)
         return 0
@@ -267,6 +268,7 @@ def register(sub) -> None:
     p.add_argument("run", help="run id")
     p.add_argument("--out", required=True, help="folder to write into")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label", help="a note for the title (e.g. who judged)")
     add_database_arg(p)
     p.set_defaults(func=_report)
 

@@ -44,7 +44,7 @@ async def build_report(evals: EvalStore, run_id: int, seed: int = 0,
         "quality_cost.svg": scatter(
             [(m.model, m.usd_per_item, m.mean, bool(m.on_pareto_front)) for m in models],
             f"{run.task}: quality against price per item", "USD per item (billed)",
-            score_name),
+            score_name, (lo, hi)),
     }
     total_price = sum(r.price_pico + r.judge_price_pico for r in records)
     total_cost = sum(r.cost_pico for r in records)

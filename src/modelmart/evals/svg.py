@@ -62,14 +62,14 @@ def interval_chart(rows: list[tuple[str, float, float, float, str]], title: str,
 
 
 def scatter(points: list[tuple[str, float, float, bool]], title: str, x_axis: str,
-            y_axis: str) -> str:
+            y_axis: str, y_range: tuple[float, float] | None = None) -> str:
     """points: (label, x = dollars per item, y = quality, on the Pareto front)."""
     height = 420
     left, right, top, bottom = 70, 160, 40, 360
     xs = [p[1] for p in points] or [0.0]
     ys = [p[2] for p in points] or [0.0]
     x_lo, x_hi = 0.0, max(xs) * 1.1 or 1.0
-    y_lo, y_hi = min(0.0, min(ys)), max(ys) * 1.1 or 1.0
+    y_lo, y_hi = y_range or (min(0.0, min(ys)), max(ys) * 1.1 or 1.0)
 
     def px(v: float) -> float:
         return left + (WIDTH - left - right) * (v - x_lo) / (x_hi - x_lo)
