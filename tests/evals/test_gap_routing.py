@@ -87,3 +87,29 @@ async def test_the_cheapest_model_within_the_gap_goes_first(tmp_path):
     order = [d.name for d in router.plan(catalog.get("auto"), _request())]
     assert order == ["mid/openai-0", "big/openai-0", "small/openai-0"]
     assert router.route_basis(catalog.get("auto")) == f"eval run {run.id} (humaneval@v1)"
+
+
+async def test_the_route_carries_its_basis(fake_openai):
+    """Through the router to a fake upstream: the answer's route names its basis."""
+    from tests.fakes.script import Reply
+
+    from modelmart.providers.http import new_session
+    from modelmart.providers.registry import provider_class
+
+    dep = {"provider": "openai", "base_url": f"{fake_openai.base_url}/v1",
+           "api_key": "sk-upstream-test"}
+    catalog = parse_catalog({"bundled_model": False, "models": {
+        "one": dep, "auto": {"strategy": "cheapest-within-gap", "task": "humaneval",
+                             "max_gap": 0.1, "candidates": ["one"]}}})
+    http = new_session()
+    providers = {d.name: provider_class(d.config.kind)(d.config, http)
+                 for d in catalog.deployments()}
+    router = Router(catalog, providers)
+    fake_openai.queue(Reply(text="hi"))
+    try:
+        _, routed = await router.complete(_request())
+        _, plain = await router.complete(Request(model="one", messages=_request().messages))
+    finally:
+        await http.close()
+    assert routed.basis == "no evaluation of humaneval: catalog order"
+    assert plain.basis is None

@@ -43,6 +43,8 @@ class Routed:
     attempts: int
     ttft_ms: float | None = None
     latency_ms: float | None = None
+    # cheapest-within-gap models: the evaluation the choice rests on (x-modelmart-route-basis)
+    basis: str | None = None
     # A stream's: ``finish(outcome)`` says how it ended (True: the upstream finished; a
     # GatewayError: it failed; False: closed early), once, for health and latency.
     _ended: Callable[[GatewayError | bool], None] | None = None
@@ -158,7 +160,8 @@ class Router:
             return resp
 
         resp, dep, run = await self._route(req, once)
-        return resp, Routed(dep, run.attempts, latency_ms=run.elapsed_ms())
+        return resp, Routed(dep, run.attempts, latency_ms=run.elapsed_ms(),
+                            basis=self.route_basis(run.entry))
 
     async def stream(self, req: Request) -> tuple[AsyncIterator[StreamEvent], StreamEvent, Routed]:
         """``stream_batches`` event by event: the iterator, its first event and the route
@@ -185,7 +188,8 @@ class Router:
             return batches, first, started
 
         (batches, first, started), dep, run = await self._route(req, once)
-        routed = Routed(dep, run.attempts, ttft_ms=run.elapsed_ms())
+        routed = Routed(dep, run.attempts, ttft_ms=run.elapsed_ms(),
+                        basis=self.route_basis(run.entry))
 
         def ended(outcome: GatewayError | bool) -> None:
             routed.latency_ms = run.elapsed_ms()
