@@ -64,3 +64,22 @@ def test_reported_scores_need_a_source(tmp_path):
         load_reported(str(path))
     path.write_text("- {task: qa, model: x, score: 0.9, source: 'vendor blog, 2026-01'}\n")
     assert load_reported(str(path))[0]["source"] == "vendor blog, 2026-01"
+
+
+async def test_a_judge_rating_of_1_is_not_mistaken_for_a_pass(tmp_path):
+    from modelmart.evals.results import run_result
+
+    store = await open_store(f"sqlite:///{tmp_path / 'mm.db'}")
+    try:
+        evals = EvalStore(store)
+        now = time.time()
+        run = await evals.create_run(EvalRun(0, "mt-bench", "v1", ["m"], {"kind": "scale"},
+                                             "fp", "done", now, now))
+        await evals.insert_records([EvalRecord(run.id, "mt-bench", "v1", "m", f"{i}", 0, "h",
+                                               score=1.0, created_at=now) for i in range(5)])
+        result = await run_result(evals, run)
+        board = await leaderboard(evals)
+    finally:
+        await store.close()
+    assert not result.binary and result.models[0].method == "bootstrap"
+    assert board[0]["binary"] is False

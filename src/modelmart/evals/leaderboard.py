@@ -7,7 +7,7 @@ import json
 
 from modelmart.store.evals import EvalStore
 
-from .results import TaskResult, analyse, latest_records
+from .results import TaskResult, analyse, kind_of_records, latest_records
 from .stats import bradley_terry
 
 
@@ -17,7 +17,8 @@ async def leaderboard(evals: EvalStore, task: str | None = None, seed: int = 0,
     records = await evals.records(task=task)
     board = []
     for (name, version), recs in sorted(latest_records(records).items()):
-        result = analyse(name, version, recs, seed=seed)
+        result = analyse(name, version, recs, seed=seed,
+                         binary=await kind_of_records(evals, recs))
         entry = result.to_dict()
         entry["ratings"] = await _ratings(evals, name, version, seed)
         entry["reported"] = [r for r in reported or [] if r["task"] == name]

@@ -13,7 +13,7 @@ import logging
 from modelmart.routing.quality import Measured, QualityBoard
 from modelmart.store.evals import EvalStore
 
-from .results import analyse, latest_records
+from .results import analyse, kind_of_records, latest_records
 
 log = logging.getLogger("modelmart.evals")
 REFRESH_S = 60.0
@@ -26,7 +26,8 @@ async def measure(store, task: str, seed: int = 0) -> Measured | None:
     if not latest:
         return None
     (name, version), recs = next(iter(latest.items()))
-    result = analyse(name, version, recs, seed=seed)
+    result = analyse(name, version, recs, seed=seed,
+                     binary=await kind_of_records(EvalStore(store), recs))
     gaps = {m.model: m.gap_high for m in result.models if m.gap_high is not None}
     runs = sorted({r.run_id for r in recs})
     label = "run" if len(runs) == 1 else "runs"

@@ -11,7 +11,7 @@ from modelmart.core.money import format_usd
 from modelmart.store.evals import EvalStore
 
 from .leaderboard import _table
-from .results import analyse
+from .results import analyse, kind_of
 from .svg import interval_chart, scatter
 
 
@@ -28,7 +28,7 @@ async def build_report(evals: EvalStore, run_id: int, seed: int = 0,
     if run is None:
         raise ValueError(f"no evaluation run {run_id}")
     records = await evals.records(run_id=run_id)
-    result = analyse(run.task, run.task_version, records, seed=seed)
+    result = analyse(run.task, run.task_version, records, seed=seed, binary=kind_of(run))
     models = sorted(result.models, key=lambda m: -m.mean)
     lo, hi = (0.0, 1.0) if result.binary else (1.0, 10.0)
     score_name = "pass@1" if result.binary else "mean judge rating (1-10)"

@@ -76,15 +76,28 @@ def _pass_at(records: list[EvalRecord]) -> dict:
             for k in (1, 5, 10, 100) if k <= min(n)}
 
 
+def kind_of(run: EvalRun | None) -> bool | None:
+    """Whether a run's task is pass/fail (its params say, since runs record it)."""
+    kind = (run.params or {}).get("kind") if run is not None else None
+    return None if kind is None else kind == "binary"
+
+
+async def kind_of_records(evals: EvalStore, records: list[EvalRecord]) -> bool | None:
+    return kind_of(await evals.get_run(records[0].run_id)) if records else None
+
+
 def analyse(task: str, version: str, records: list[EvalRecord], *, seed: int = 0,
-            n_boot: int = stats.N_BOOT) -> TaskResult:
+            n_boot: int = stats.N_BOOT, binary: bool | None = None) -> TaskResult:
+    """``binary``: whether scores are pass/fail (the run's task kind); None: guessed from the
+    values, which a 1-10 rating of 1 would fool, so callers pass it when they know."""
     by_model: dict[str, list[EvalRecord]] = defaultdict(list)
     for r in records:
         by_model[r.model].append(r)
     scores = _item_scores(records)
     groups = {r.item: r.item_group for r in records}
     values = [s for r in records if (s := r.score) is not None]
-    binary = bool(values) and all(v in (0.0, 1.0) for v in values)
+    if binary is None:
+        binary = bool(values) and all(v in (0.0, 1.0) for v in values)
     results = []
     for model, recs in sorted(by_model.items()):
         items = sorted(scores.get(model, {}))
@@ -150,7 +163,8 @@ def latest_records(records: list[EvalRecord]) -> dict[tuple[str, str], list[Eval
 
 
 async def run_result(evals: EvalStore, run: EvalRun, seed: int = 0) -> TaskResult:
-    return analyse(run.task, run.task_version, await evals.records(run_id=run.id), seed=seed)
+    return analyse(run.task, run.task_version, await evals.records(run_id=run.id), seed=seed,
+                   binary=kind_of(run))
 
 
 async def print_summary(evals: EvalStore, run: EvalRun, stream=None) -> None:

@@ -264,7 +264,8 @@ async def open_run(evals: EvalStore, task: Task, options: RunOptions,
                              f"this is {task.name}@{task.version}")
         return run, True
     now = time.time()
+    params = {**options.params(), "kind": task.kind, "scale": list(task.scale)}
     run = EvalRun(id=0, task=task.name, task_version=task.version, models=options.models,
-                  params=options.params(), fingerprint=fp, status="running", created_at=now,
+                  params=params, fingerprint=fp, status="running", created_at=now,
                   updated_at=now, budget_pico=options.budget_pico, key_ids=[])
     return await evals.create_run(run), False
