@@ -64,10 +64,12 @@ async def _ratings(evals: EvalStore, task: str, version: str, seed: int) -> list
 
 def _row(m: dict) -> dict:
     gap = "" if m["gap"] is None else f"{m['gap']:.3f} [{m['gap_low']:.3f}, {m['gap_high']:.3f}]"
+    scored = m["items"] > 0
     return {
-        "model": m["model"], "score": f"{m['mean']:.3f}",
-        "95% interval": f"[{m['low']:.3f}, {m['high']:.3f}]",
-        "gap to frontier": gap, "frontier": "tied" if m["tied"] else "behind",
+        "model": m["model"], "score": f"{m['mean']:.3f}" if scored else "-",
+        "95% interval": f"[{m['low']:.3f}, {m['high']:.3f}]" if scored else "no scored item",
+        "gap to frontier": gap,
+        "frontier": "" if m["tied"] is None else "tied" if m["tied"] else "behind",
         "items": str(m["items"]), "excluded": str(m["excluded"]),
         "$/item": f"{m['usd_per_item']:.6f}",
         "ms/item": "" if m["latency_ms_per_item"] is None else f"{m['latency_ms_per_item']:.0f}",
@@ -80,7 +82,8 @@ def render(board: list[dict], fmt: str = "table") -> str:
         return json.dumps(board, indent=2, default=str)
     out = []
     for task in board:
-        rows = [_row(m) for m in sorted(task["models"], key=lambda m: -m["mean"])]
+        rows = [_row(m) for m in sorted(task["models"],
+                                        key=lambda m: -m["mean"] if m["items"] else 0)]
         title = (f"{task['task']}@{task['version']} ({'pass/fail' if task['binary'] else 'scale'}; "
                  f"frontier measured on {task['items']} shared items)")
         out.append(f"## {title}\n" if fmt == "md" else title)

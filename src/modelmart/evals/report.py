@@ -29,7 +29,8 @@ async def build_report(evals: EvalStore, run_id: int, seed: int = 0,
         raise ValueError(f"no evaluation run {run_id}")
     records = await evals.records(run_id=run_id)
     result = analyse(run.task, run.task_version, records, seed=seed, binary=kind_of(run))
-    models = sorted(result.models, key=lambda m: -m.mean)
+    # a model with no scored item (all excluded) has no point to draw
+    models = sorted((m for m in result.models if m.items), key=lambda m: -m.mean)
     lo, hi = (0.0, 1.0) if result.binary else (1.0, 10.0)
     score_name = "pass@1" if result.binary else "mean judge rating (1-10)"
     files = {
@@ -61,14 +62,20 @@ async def build_report(evals: EvalStore, run_id: int, seed: int = 0,
 
 def _markdown(run, result, records, total_price, total_cost, label) -> str:
     rows = []
-    for m in sorted(result.models, key=lambda m: -m.mean):
+    for m in sorted(result.models, key=lambda m: -m.mean if m.items else 0):
+        if not m.items:
+            rows.append({"model": m.model, "score": "-", "95% interval": "no scored item",
+                         "items": "0", "excluded": str(m.excluded), "gap to frontier": "-",
+                         "frontier": "-", "$/item": f"{m.usd_per_item:.6f}", "s/item": "-",
+                         "tokens/item": f"{m.tokens_per_item:.0f}"})
+            continue
         rows.append({
             "model": m.model, "score": f"{m.mean:.3f}", "95% interval":
             f"[{m.low:.3f}, {m.high:.3f}] ({m.method})", "items": str(m.items),
             "excluded": str(m.excluded),
             "gap to frontier": "-" if m.gap is None else
             f"{m.gap:.3f} [{m.gap_low:.3f}, {m.gap_high:.3f}]",
-            "frontier": "tied" if m.tied else "behind",
+            "frontier": "-" if m.tied is None else "tied" if m.tied else "behind",
             "$/item": f"{m.usd_per_item:.6f}",
             "s/item": "-" if m.latency_ms_per_item is None else f"{m.latency_ms_per_item / 1000:.1f}",
             "tokens/item": f"{m.tokens_per_item:.0f}",
@@ -91,7 +98,7 @@ def _markdown(run, result, records, total_price, total_cost, label) -> str:
         "",
         "## Scores",
         "",
-        _table(rows, "md") if rows else "(no records)",
+        _table(_same_columns(rows), "md") if rows else "(no records)",
         "",
         "![scores](scores.svg)",
         "",
@@ -121,6 +128,11 @@ def _markdown(run, result, records, total_price, total_cost, label) -> str:
                              for c in result.comparisons], "md"))
     lines.append("")
     return "\n".join(lines)
+
+
+def _same_columns(rows: list[dict]) -> list[dict]:
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    return [{c: r.get(c, "-") for c in columns} for r in rows]
 
 
 async def write_report(evals: EvalStore, run_id: int, out_dir: str, seed: int = 0,
