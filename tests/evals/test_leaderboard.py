@@ -83,3 +83,17 @@ async def test_a_judge_rating_of_1_is_not_mistaken_for_a_pass(tmp_path):
         await store.close()
     assert not result.binary and result.models[0].method == "bootstrap"
     assert board[0]["binary"] is False
+
+
+def test_pass_at_k_from_epochs():
+    from modelmart.evals.results import analyse
+
+    # 3 items x 4 epochs: passes 4, 1 and 0 times
+    passes = {"a": [1, 1, 1, 1], "b": [1, 0, 0, 0], "c": [0, 0, 0, 0]}
+    records = [EvalRecord(1, "humaneval", "v", "m", item, epoch, "h", score=float(s))
+               for item, seq in passes.items() for epoch, s in enumerate(seq)]
+    result = analyse("humaneval", "v", records, binary=True)
+    m = result.models[0]
+    assert m.pass_at["pass@1"] == pytest.approx((1 + 0.25 + 0) / 3)
+    assert "pass@5" not in m.pass_at  # needs 5 samples per item
+    assert m.items == 3 and m.method == "bootstrap"  # epochs averaged: not pass/fail

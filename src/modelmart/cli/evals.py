@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import sys
 
 from modelmart.core.errors import GatewayError
-from modelmart.core.money import format_usd, usd_to_pico
+from modelmart.core.money import usd_to_pico
 from modelmart.store.errors import StoreError
 
 from .common import CLIError, add_database_arg, print_json, run_with_store
