@@ -161,7 +161,8 @@ class Router:
 
         resp, dep, run = await self._route(req, once)
         return resp, Routed(dep, run.attempts, latency_ms=run.elapsed_ms(),
-                            basis=self.route_basis(run.entry))
+                            basis=None if run.entry.gap_policy is None
+                            else self.route_basis(run.entry))
 
     async def stream(self, req: Request) -> tuple[AsyncIterator[StreamEvent], StreamEvent, Routed]:
         """``stream_batches`` event by event: the iterator, its first event and the route
@@ -189,7 +190,8 @@ class Router:
 
         (batches, first, started), dep, run = await self._route(req, once)
         routed = Routed(dep, run.attempts, ttft_ms=run.elapsed_ms(),
-                        basis=self.route_basis(run.entry))
+                        basis=None if run.entry.gap_policy is None
+                        else self.route_basis(run.entry))
 
         def ended(outcome: GatewayError | bool) -> None:
             routed.latency_ms = run.elapsed_ms()
