@@ -17,6 +17,7 @@ from modelmart.store.errors import Conflict
 from modelmart.tenancy import accounts
 
 from . import admin_console
+from .admin_evals import EvalsAdmin
 from .admin_spec import openapi_spec, DOCS_HTML
 from modelmart.core.redact import strip_userinfo
 
@@ -51,6 +52,7 @@ def _time(value: str | None, name: str) -> float | None:
 class AdminAPI:
     def __init__(self, app: "App") -> None:
         self.app = app
+        self.evals = EvalsAdmin(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
@@ -64,6 +66,9 @@ class AdminAPI:
                 await send({"type": "http.response.body", "body": DOCS_HTML.encode()})
                 return
             self.authenticate(scope)
+            if path.startswith(PREFIX + "/evals/"):
+                await self.evals(scope, receive, send)
+                return
             status, body = await self._dispatch(method, path, scope, receive)
             if isinstance(body, str):
                 await send({"type": "http.response.start", "status": status,

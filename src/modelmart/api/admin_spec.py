@@ -73,7 +73,8 @@ def openapi_spec() -> dict:
         },
     }
     from .admin_console import spec_paths  # the console's routes (api/admin_console.py)
-    for path, ops in spec_paths(p, _op).items():
+    from .admin_evals import openapi_paths  # evaluations (api/admin_evals.py)
+    for path, ops in [*spec_paths(p, _op).items(), *openapi_paths(p).items()]:
         spec["paths"].setdefault(path, {}).update(ops)
     return spec
 

@@ -116,6 +116,10 @@ class App:
         await self.keys.start()
         await self.refresh_customers()
         self._watch(self._follow_customers())
+        if any(e.gap_policy is not None for e in self.catalog.models.values()):
+            # Routing by measured quality; numpy and scipy are loaded only when it is used.
+            from modelmart.evals.quality import follow_quality
+            self._watch(follow_quality(self.router.quality, self.store, self.catalog))
         self.counters = make_counters(settings.redis_url, settings.coordinator_socket)
         self.limiter = RateLimiter(self.counters)
         self.budgets = Budgets(self.counters, self.store)

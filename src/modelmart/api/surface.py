@@ -95,6 +95,8 @@ def _route_headers(call: Call, routed: Routed | None) -> dict[str, str]:
     if routed is not None:
         headers["x-modelmart-deployment"] = routed.deployment.name
         headers["x-modelmart-attempts"] = str(routed.attempts)
+        if routed.basis is not None:  # cheapest-within-gap: the evaluation run it rests on
+            headers["x-modelmart-route-basis"] = routed.basis
     return headers
 
 

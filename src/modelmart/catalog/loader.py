@@ -28,7 +28,8 @@ _DEPLOYMENT_KEYS = {
     "unsupported_params", "timeouts", "weight", "region", "capabilities", "options", "name",
     "cost", "passthrough", "tls", "proxy", "limits",
 }
-_STRATEGIES = {"fallback", "weighted", "least-latency", "lowest-cost"}
+_STRATEGIES = {"fallback", "weighted", "least-latency", "lowest-cost", "cheapest-within-gap"}
+_GAP_KEYS = {"task", "max_gap", "candidates"}
 
 
 class CatalogError(ValueError):
@@ -133,6 +134,10 @@ def _model(model_id: str, data: Any) -> ModelEntry:
     where = f"models.{model_id}"
     if not isinstance(data, dict):
         raise CatalogError(f"{where}: must be a mapping")
+    if data.get("strategy") == "cheapest-within-gap":
+        from .gap_routing import gap_model
+        return gap_model(model_id, data, where, _MODEL_KEYS | _GAP_KEYS, _check_keys,
+                         lambda d: _model(model_id, d))
     if "deployments" not in data and "provider" in data:
         # Shorthand: a model with a single deployment written inline.
         inline = {k: v for k, v in data.items() if k not in _MODEL_KEYS - {"deployments"}}
@@ -197,6 +202,8 @@ def parse_catalog(data: Any) -> Catalog:
         catalog.models[BUNDLED_MODEL_ID] = bundled_entry()
     for model_id, spec in models.items():
         catalog.models[str(model_id)] = _model(str(model_id), spec)
+    from .gap_routing import link_candidates
+    link_candidates(catalog)
     return catalog
 
 

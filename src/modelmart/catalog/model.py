@@ -56,6 +56,8 @@ class ModelEntry:
     max_output_tokens: int = 4096
     retries: RetryPolicy = field(default_factory=RetryPolicy)
     cooldown: CooldownPolicy = field(default_factory=CooldownPolicy)
+    # strategy cheapest-within-gap: routing.quality.GapPolicy (task, max_gap, candidates)
+    gap_policy: object | None = None
 
 
 @dataclass(slots=True)
@@ -77,4 +79,9 @@ class Catalog:
         return entry
 
     def deployments(self) -> list[Deployment]:
-        return [d for m in self.models.values() for d in m.deployments]
+        """Each deployment once (a cheapest-within-gap model shares its candidates')."""
+        unique: dict[str, Deployment] = {}
+        for m in self.models.values():
+            for d in m.deployments:
+                unique.setdefault(d.name, d)
+        return list(unique.values())

@@ -11,6 +11,7 @@ from modelmart.catalog.loader import CatalogError, load_catalog
 from modelmart.store.errors import StoreError
 
 from . import accounts, reports, serve
+from . import evals as eval_commands
 
 
 def _models_from_server(args: argparse.Namespace) -> int:
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=_models)
     accounts.register(sub)
     reports.register(sub)
+    eval_commands.register(sub)
     return parser
 
 

@@ -27,6 +27,7 @@ from modelmart.providers.base import ATTEMPT_DEADLINE, Provider
 from .capability import estimate_input_tokens, why_unable
 from .health import HealthBoard
 from .retry import credentials_failure, is_credentials_error, is_retryable, retry_delay
+from .quality import QualityBoard
 from .strategies import Context, CostFn, order
 
 T = TypeVar("T")
@@ -42,6 +43,8 @@ class Routed:
     attempts: int
     ttft_ms: float | None = None
     latency_ms: float | None = None
+    # cheapest-within-gap models: the evaluation the choice rests on (x-modelmart-route-basis)
+    basis: str | None = None
     # A stream's: ``finish(outcome)`` says how it ended (True: the upstream finished; a
     # GatewayError: it failed; False: closed early), once, for health and latency.
     _ended: Callable[[GatewayError | bool], None] | None = None
@@ -116,6 +119,7 @@ class Router:
         self.clock, self.sleep = clock, sleep
         self.rng = rng or random.Random()
         self.board = HealthBoard(clock)
+        self.quality = QualityBoard()  # measured gaps, for cheapest-within-gap models
 
     # ---- planning ---------------------------------------------------------------------
 
@@ -137,6 +141,11 @@ class Router:
                 f"The model '{entry.id}' does not support {', '.join(missing)}.", param="model")
         return able
 
+    def route_basis(self, entry: ModelEntry) -> str | None:
+        """For a cheapest-within-gap model, the evaluation its choice rests on (the
+        ``x-modelmart-route-basis`` header); None for other models."""
+        return self.quality.basis(entry.gap_policy) if entry.gap_policy is not None else None
+
     def plan(self, entry: ModelEntry, req: Request) -> list[Deployment]:
         """The deployments to try, in order."""
         tokens = estimate_input_tokens(req)
@@ -144,7 +153,8 @@ class Router:
             return self.candidates(entry, req, tokens)
         ctx = Context(stream=req.stream, input_tokens=tokens,
                       output_tokens=req.max_tokens or entry.max_output_tokens,
-                      board=self.board, rng=self.rng, cost_of=self.cost_of)
+                      board=self.board, rng=self.rng, cost_of=self.cost_of, entry=entry,
+                      quality=self.quality)
         return self.board.admit(order(entry.strategy, self.candidates(entry, req, tokens), ctx))
 
     # ---- the public calls -------------------------------------------------------------
@@ -158,7 +168,9 @@ class Router:
             return resp
 
         resp, dep, run = await self._route(req, once)
-        return resp, Routed(dep, run.attempts, latency_ms=run.elapsed_ms())
+        return resp, Routed(dep, run.attempts, latency_ms=run.elapsed_ms(),
+                            basis=None if run.entry.gap_policy is None
+                            else self.route_basis(run.entry))
 
     async def stream(self, req: Request) -> tuple[AsyncIterator[StreamEvent], StreamEvent, Routed]:
         """``stream_batches`` event by event: the iterator, its first event and the route
@@ -185,7 +197,9 @@ class Router:
             return batches, first, started
 
         (batches, first, started), dep, run = await self._route(req, once)
-        routed = Routed(dep, run.attempts, ttft_ms=run.elapsed_ms())
+        routed = Routed(dep, run.attempts, ttft_ms=run.elapsed_ms(),
+                        basis=None if run.entry.gap_policy is None
+                        else self.route_basis(run.entry))
 
         def ended(outcome: GatewayError | bool) -> None:
             routed.latency_ms = run.elapsed_ms()

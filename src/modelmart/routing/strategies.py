@@ -28,6 +28,8 @@ class Context:
     board: HealthBoard
     rng: random.Random
     cost_of: CostFn | None = None
+    entry: object | None = None  # the ModelEntry (cheapest-within-gap reads its policy)
+    quality: object | None = None  # routing.quality.QualityBoard
 
 
 def fallback(deps: list[Deployment], ctx: Context) -> list[Deployment]:
@@ -67,11 +69,30 @@ def lowest_cost(deps: list[Deployment], ctx: Context) -> list[Deployment]:
     return sorted(deps, key=lambda d: (costs[d.name] is None, costs[d.name] or 0))
 
 
+def cheapest_within_gap(deps: list[Deployment], ctx: Context) -> list[Deployment]:
+    """The cheapest candidate model within the measured gap first (routing/quality.py)."""
+    from .quality import QualityBoard
+
+    policy = getattr(ctx.entry, "gap_policy", None)
+    board = ctx.quality if ctx.quality is not None else QualityBoard()
+    if policy is None:
+        return list(deps)
+
+    def cost_of_model(model: str) -> int | None:
+        costs = [ctx.cost_of(d, ctx.input_tokens, ctx.output_tokens) if ctx.cost_of else None
+                 for d in deps if policy.owners.get(d.name) == model]
+        known = [c for c in costs if c is not None]
+        return min(known) if known else None
+
+    return board.order(policy, deps, cost_of_model)
+
+
 STRATEGIES: dict[str, Callable[[list[Deployment], Context], list[Deployment]]] = {
     "fallback": fallback,
     "weighted": weighted,
     "least-latency": least_latency,
     "lowest-cost": lowest_cost,
+    "cheapest-within-gap": cheapest_within_gap,
 }
 
 

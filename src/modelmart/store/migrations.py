@@ -113,6 +113,9 @@ USAGE_DAILY = (
         EXECUTE FUNCTION usage_daily_add()"""},
 )
 
+
+from modelmart.store.eval_schema import EVAL_TABLES  # noqa: E402  (plain strings)
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_tenancy", (
         """CREATE TABLE customers (
@@ -193,4 +196,7 @@ MIGRATIONS: list[Migration] = [
         "CREATE INDEX console_sessions_key ON console_sessions (key_id)",
         *USAGE_DAILY,
     )),
+    # Evaluations (issue #13): runs, one record per (model, item, epoch), pairwise verdicts.
+    # The tables are read and written by store/evals.py.
+    Migration("0004_evals", EVAL_TABLES),
 ]
