@@ -273,9 +273,8 @@ class OperatorPages:
 
 
 async def leaderboard_data(app) -> tuple[list | None, str]:
-    """HOOK for evaluation (issue #8, ``src/modelmart/evals/``, built on another branch):
-    the board of ``modelmart.evals.leaderboard.leaderboard(EvalStore(store))`` when that
-    package is installed, else None and the page says evaluation is not there yet."""
+    """The board of ``modelmart.evals.leaderboard.leaderboard(EvalStore(store))`` (numpy and
+    scipy are imported with it: only when this page is asked for)."""
     try:
         from modelmart.evals.leaderboard import leaderboard
         from modelmart.store.evals import EvalStore
