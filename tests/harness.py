@@ -1,4 +1,4 @@
-"""Run a real modelmart server (``api/server.py``, loopback, a free port) in a background thread, with
+"""Run a real modelmart server (``modelmart.server``, loopback, a free port) in a background thread, with
 its own SQLite database, journal and a customer key."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from modelmart.api.app import create_app
-from modelmart.api.server import Server
+from modelmart.server import Server
 from modelmart.api.settings import Settings
 from modelmart.catalog.loader import parse_catalog
 from modelmart.store.base import open_store

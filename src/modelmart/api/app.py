@@ -48,7 +48,7 @@ _BEDROCK_PATH = re.compile(rb"/model/([^/]+)/(converse|converse-stream)")
 
 
 class App:
-    """The gateway as an ASGI callable (served by ``api/server.py``, or any ASGI server).
+    """The gateway as an ASGI callable (served by ``modelmart.server``, or any ASGI server).
     Providers start in the lifespan startup."""
 
     def __init__(self, settings: Settings) -> None:
@@ -237,5 +237,5 @@ def create_app(settings: Settings | None = None) -> App:
 
 
 def app_from_env() -> App:
-    """The app of one ``serve --workers N`` worker (``api/server.py``): settings from the env."""
+    """The app of one ``serve --workers N`` worker (``modelmart.server``): settings from the env."""
     return create_app(Settings.from_env())

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from .server import Server
+from modelmart.server import Server
 
 log = logging.getLogger("modelmart.server")
 

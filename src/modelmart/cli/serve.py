@@ -1,5 +1,5 @@
 """``modelmart serve``: first-run setup, the limits coordinator for several workers, the
-ledger writer for SQLite, and the server (``api/server.py``)."""
+ledger writer for SQLite, and the server (``modelmart.server``)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def serve(args) -> int:
     print(f"modelmart serving on http://{args.host}:{args.port} "
           f"(OpenAI: /v1/chat/completions, Anthropic: /v1/messages, admin: /admin/v1)",
           file=sys.stderr)
-    from modelmart.api.server import Server
+    from modelmart.server import Server
     from modelmart.api.workers import serve_workers
 
     try:

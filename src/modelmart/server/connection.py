@@ -1,4 +1,4 @@
-"""One HTTP/1.1 connection of ``api/server.py`` (``Connection``, an asyncio protocol parsed by
+"""One HTTP/1.1 connection of ``server.py`` (``Connection``, an asyncio protocol parsed by
 ``httptools``) and the request/response cycle it hands to the ASGI app (``Cycle``):
 keep-alive, pipelining, ``Expect: 100-continue``, flow control both ways, a disconnect as
 ``http.disconnect`` (and the ``modelmart.disconnect`` extension), a 500 when the app fails

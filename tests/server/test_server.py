@@ -1,4 +1,4 @@
-"""``api/server.py``: the HTTP/1.1 server, driven over raw sockets and with the official
+"""``modelmart.server``: the HTTP/1.1 server, driven over raw sockets and with the official
 clients, against small ASGI apps that show each behaviour."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from modelmart.api.server import Server
+from modelmart.server import Server
 from tests.fakes.script import free_port
 
 
@@ -226,7 +226,7 @@ async def test_every_waiting_connection_is_accepted_at_once():
     # Event loops' own servers accept one connection per loop iteration; under load an
     # iteration is long, and clients connecting together waited seconds. The listener takes
     # all of them when its socket is readable.
-    from modelmart.api import server as server_module
+    from modelmart.server import server as server_module
 
     server = Server(Recorder(), "127.0.0.1", 0)
     server.loop = asyncio.get_running_loop()
