@@ -1,21 +1,34 @@
-"""One HTTP/1.1 connection of ``server.py`` (``Connection``, an asyncio protocol parsed by
-``httptools``) and the request/response cycle it hands to the ASGI app (``Cycle``):
-keep-alive, pipelining, ``Expect: 100-continue``, flow control both ways, a disconnect as
-``http.disconnect`` (and the ``modelmart.disconnect`` extension), a 500 when the app fails
-before replying. A reply sent in one body message leaves in one write with a
-``content-length``; a streamed one is chunked, one write per event-loop iteration."""
+"""One HTTP/1.1 connection: an asyncio protocol, parsed by ``httptools``, that hands each
+request to the ASGI app as a ``Cycle`` (``cycle.py``) and answers them in order.
+
+The app is called as soon as a request's headers are complete, before any of its body is
+read. That is the seam that lets an app authenticate from the headers and answer 401 (or
+413 from a declared length) without reading a byte of the body: the body is read from the
+socket only as the app asks for it (``receive()``), ``Expect: 100-continue`` is answered
+only then, and after a reply sent before the body was read the connection is closed
+(what follows on it can't be trusted as the next request), after a short linger so the
+client reads the reply rather than a reset.
+
+Bounds (``limits.py``): one request at a time — while one is answered, a pipelined next
+one is parsed but nothing more is read; the body received and not yet taken by the app is
+held under a high-water mark; parsing goes in slices, and what a read brought beyond a
+pause waits unparsed; bytes that make no progress (a head, a trailer, chunk extensions)
+are bounded; between pipelined requests other connections get their turn. Timeouts are
+enforced by the server's once-a-second sweep from timestamps (``check``), not by timers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 import httptools
+
+from .cycle import Cycle
+from .wire import ASGI_VERSION, PLAIN_500, plain, printable
 
 if TYPE_CHECKING:
     from .server import Server
@@ -23,233 +36,83 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelmart.server")
 access = logging.getLogger("modelmart.access")
 
-_MAX_HEAD = 64 * 1024          # bytes of request line and headers
-_BODY_HIGH_WATER = 1 << 20     # unread request body before the socket stops being read
-ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
-_DISCONNECT_MESSAGE = {"type": "http.disconnect"}
-_DISCONNECT = "modelmart.disconnect"  # the extension (api/http.py)
-_PLAIN_500 = (b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
-              b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error")
+_SLICE = 4096  # bytes parsed at a time: the most a pause can be late by (~100 pipelined GETs)
+_DISCONNECT = "modelmart.disconnect"  # the extension (``Connection.watch``)
 
 
-def _status_line(status: int) -> bytes:
-    return b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))
-
-
-_STATUS_LINES = {s: _status_line(s) for s in _REASONS}
-
-
-class Cycle:
-    """One request and its response."""
-
-    __slots__ = ("conn", "scope", "body", "body_done", "waiter", "started", "finished",
-                 "chunked", "head", "keep_alive", "status", "disconnected", "sent_bytes",
-                 "t0", "head_only", "unsent", "flush_due", "on_disconnect")
-
-    def __init__(self, conn: "Connection", scope: dict, keep_alive: bool) -> None:
-        self.conn, self.scope, self.keep_alive = conn, scope, keep_alive
-        self.body: list[bytes] = []
-        self.body_done = False
-        self.waiter: asyncio.Future | None = None
-        self.started = self.finished = self.chunked = self.disconnected = False
-        self.head = b""
-        self.status = 0
-        self.sent_bytes = 0
-        self.t0 = 0.0
-        self.head_only = scope["method"] == "HEAD"
-        self.unsent: list[bytes] = []  # streamed body bytes not yet written
-        self.flush_due = False
-        self.on_disconnect: Callable[[], None] | None = None
-
-    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """The ``modelmart.disconnect`` extension (``api/http.py``): ``callback()`` once when
-        the client goes away; returns the function that stops watching."""
-        if self.disconnected:
-            self.conn.loop.call_soon(callback)
-        else:
-            self.on_disconnect = callback
-        return self._unwatch
-
-    def _unwatch(self) -> None:
-        self.on_disconnect = None
-
-    def gone(self) -> None:
-        self.disconnected = True
-        self.wake()
-        callback, self.on_disconnect = self.on_disconnect, None
-        if callback is not None:
-            callback()
-
-    def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        self.waiter = self.conn.loop.create_future()
-        try:
-            await self.waiter
-        finally:
-            self.waiter = None
-
-    async def receive(self) -> dict:
-        if self.body is None:
-            # The whole body was handed over: the next message is the client going away.
-            while not self.disconnected:
-                await self._wait()
-            return _DISCONNECT_MESSAGE
-        while not self.body and not self.body_done and not self.disconnected:
-            await self._wait()
-        if self.disconnected:
-            return _DISCONNECT_MESSAGE
-        chunks = self.body
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        if self.body_done:
-            self.body = None
-            return {"type": "http.request", "body": data, "more_body": False}
-        self.body = []
-        self.conn.body_consumed()
-        return {"type": "http.request", "body": data, "more_body": True}
-
-    async def send(self, message: dict) -> None:
-        kind = message["type"]
-        conn = self.conn
-        if kind == "http.response.start":
-            if self.started:
-                raise RuntimeError("http.response.start sent twice")
-            self.started = True
-            self.status = status = message["status"]
-            lines = [_STATUS_LINES.get(status) or _status_line(status)]
-            self.chunked = True
-            append = lines.append
-            for name, value in message.get("headers", ()):
-                if name[:1] in b"cC":  # only content-length and connection matter here
-                    lname = name.lower()
-                    if lname == b"content-length":
-                        self.chunked = False
-                    elif lname == b"connection" and value.lower() == b"close":
-                        self.keep_alive = False
-                append(name)
-                append(b": ")
-                append(value)
-                append(b"\r\n")
-            if not self.keep_alive:
-                lines.append(b"connection: close\r\n")
-            self.head = b"".join(lines)
-            return
-        if kind != "http.response.body":
-            raise RuntimeError(f"unexpected ASGI message {kind!r}")
-        if not self.started:
-            raise RuntimeError("http.response.body before http.response.start")
-        if self.finished:
-            return
-        body = message.get("body", b"")
-        more = message.get("more_body", False)
-        if self.head_only:
-            body = b""
-        if self.disconnected or conn.transport is None:
-            if not more:
-                self.finished = True
-            return
-        head = self.head
-        if head:
-            self.head = b""
-            if self.chunked and not more:  # the whole body in one message: give its length
-                self.chunked = False
-                head += b"content-length: %d\r\n" % len(body)
-            elif self.chunked:
-                head += b"transfer-encoding: chunked\r\n"
-            head += b"\r\n"
-        if self.chunked:
-            out = head + (b"%x\r\n%s\r\n" % (len(body), body) if body else b"")
-            if not more:
-                out += b"0\r\n\r\n"
-        else:
-            out = head + body if head else body
-        self.sent_bytes += len(body)
-        if more:
-            # Held to the end of this loop iteration: what else the app sends meanwhile (the
-            # next events of one upstream read, the stream's end) leaves in the same write.
-            if out:
-                self.unsent.append(out)
-                if not self.flush_due:
-                    self.flush_due = True
-                    conn.loop.call_soon(self.flush)
-            if conn.write_paused:
-                self.flush()
-                await conn.drain()
-            return
-        self.finished = True
-        if self.unsent:
-            self.unsent.append(out)
-            out = b"".join(self.unsent)
-            self.unsent.clear()
-        if out:
-            conn.transport.write(out)
-        conn.response_done(self)
-
-    def flush(self) -> None:
-        self.flush_due = False
-        if self.unsent:
-            data = b"".join(self.unsent)
-            self.unsent.clear()
-            if self.conn._writable():
-                self.conn.transport.write(data)
+class _Malformed(Exception):
+    """Raised from a parser callback; the connection's ``error`` says what to answer."""
 
 
 class Connection(asyncio.Protocol):
-    __slots__ = ("server", "loop", "transport", "parser", "url", "headers", "head_bytes",
-                 "cycle", "current", "pipeline", "task", "idle_waiter", "buffered",
-                 "write_paused", "drain_waiter", "read_paused", "idle_since", "client", "local",
-                 "expect_continue")
+    __slots__ = ("server", "loop", "limits", "peer", "header_kinds", "transport", "parser",
+                 "client", "local", "url", "headers", "head_bytes", "expect_continue",
+                 "in_body", "stalled", "error", "cycle", "current", "pipeline", "task",
+                 "idle_waiter", "write_paused", "drain_waiter", "read_paused", "reading",
+                 "stash", "idle_since", "head_since", "fresh", "rejection", "closed",
+                 "linger_until", "drain_since", "max_stall", "extension")
 
-    def __init__(self, server: "Server") -> None:
+    def __init__(self, server: "Server", peer: str | None = None) -> None:
         self.server = server
         self.loop = server.loop
+        self.limits = server.limits
+        self.peer = peer
+        self.header_kinds = server.header_kinds
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        self.client = self.local = None
         self.url = b""
-        self.headers: list = []
+        self.headers: list | None = None  # the head being parsed; None past it (trailers)
         self.head_bytes = 0
+        self.expect_continue = False
+        self.in_body = False               # between a head's end and its message's end
+        self.stalled = 0                   # bytes parsed since the parser last made progress
+        self.error: tuple[int, bytes] | None = None
         self.cycle: Cycle | None = None       # the one being parsed
-        self.current: Cycle | None = None     # the one the app is answering
-        self.buffered = 0                      # request body bytes not yet received by the app
+        self.current: Cycle | None = None     # the one the app is (about to be) answering
         self.pipeline: deque[Cycle] = deque()  # parsed, waiting for the app
         self.task: asyncio.Task | None = None   # the app, running one cycle after another
         self.idle_waiter: asyncio.Future | None = None  # the task, idle, waits on it
         self.write_paused = False
         self.drain_waiter: asyncio.Future | None = None
         self.read_paused = False
-        self.idle_since = time.monotonic()
-        self.expect_continue = False
+        self.reading = True                # feed what arrives to the parser
+        self.stash = b""                   # received while reading was held, not yet parsed
+        now = server.now
+        self.idle_since = now
+        self.head_since = now              # a head is under way (or due: a new connection)
+        self.fresh = True                  # no byte received yet
+        self.rejection: bytes | None = None  # the reply to a bad request, once those before it are answered
+        self.closed = False
+        self.linger_until = 0.0
+        self.drain_since = 0.0
+        self.max_stall = self.limits.max_head + _SLICE
+        # The modelmart.disconnect extension, one per connection: a request's own (holding
+        # its cycle) would make every request a reference cycle, left to the garbage
+        # collector, whose full passes then stalled the loop for tens of milliseconds.
+        self.extension = {"watch": self.watch, "task": None}
 
     # ---- asyncio callbacks ------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
-        self.client = transport.get_extra_info("peername")
-        self.local = transport.get_extra_info("sockname")
-        if isinstance(self.client, tuple):
-            self.client = self.client[:2]
-        if isinstance(self.local, tuple):
-            self.local = self.local[:2]
+        client = transport.get_extra_info("peername")
+        local = transport.get_extra_info("sockname")
+        self.client = client[:2] if isinstance(client, tuple) else client
+        self.local = local[:2] if isinstance(local, tuple) else local
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._reject(400, b"Upgrades are not supported.")
-        except httptools.HttpParserError as exc:
-            # httptools wraps what a callback raised: the head-size check is one of those.
-            if self.head_bytes > _MAX_HEAD:
-                self._reject(431, b"Request headers are too large.")
+        if self.reading:
+            if self.stash:  # a read after a pause was asked for: keep the order
+                self.stash += data
             else:
-                self._reject(400, f"Malformed HTTP request: {exc}".encode())
+                self._feed(data)
 
     def connection_lost(self, exc) -> None:
         self.transport = None
-        self.server.connections.discard(self)
+        self.reading = False
+        self.extension = self.parser = None  # they refer to the connection: no cycle left
+        self._forget()
         for cycle in (self.current, self.cycle, *self.pipeline):
             if cycle is not None:
                 cycle.gone()
@@ -266,103 +129,196 @@ class Connection(asyncio.Protocol):
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
 
-    # ---- httptools callbacks ----------------------------------------------------------
+    # ---- parsing --------------------------------------------------------------------------
+    def _feed(self, data: bytes) -> None:
+        size = len(data)
+        if size <= _SLICE:
+            self._parse(data)
+            return
+        view = memoryview(data)
+        for start in range(0, size, _SLICE):
+            if not self._parse(view[start:start + _SLICE]):
+                return
+            if self.read_paused and start + _SLICE < size:
+                self.stash = bytes(view[start + _SLICE:])
+                return
+
+    def _parse(self, chunk) -> bool:
+        try:
+            self.parser.feed_data(chunk)
+        except httptools.HttpParserUpgrade:
+            # Served as plain HTTP/1.1 (a server may ignore Upgrade), and the connection
+            # closes after it: what follows is in another protocol.
+            self.reading = False
+            self.stash = b""
+            self._hold()
+            return False
+        except httptools.HttpParserError as exc:
+            self._parse_failed(*(self.error or (400, f"Malformed HTTP request: {exc}".encode())))
+            return False
+        self.stalled += len(chunk)
+        if self.stalled > self.max_stall:
+            # Bytes with no header, body or end of message among them: a huge header line,
+            # a trailer, chunk extensions. httptools would gather them all.
+            self._parse_failed(*((400, b"Request trailer or chunk extension too large.")
+                                 if self.in_body else (431, b"Request headers are too large.")))
+            return False
+        return True
+
     def on_message_begin(self) -> None:
         self.url = b""
         self.headers = []
         self.head_bytes = 0
         self.expect_continue = False
+        self.fresh = False
+        self.head_since = self.server.now
 
     def on_url(self, url: bytes) -> None:
         self.url += url
         self.head_bytes += len(url)
-        if self.head_bytes > _MAX_HEAD:
-            raise ValueError("request head too large")
+        if self.head_bytes > self.limits.max_head:
+            self.error = (431, b"Request headers are too large.")
+            raise _Malformed
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_bytes += len(name) + len(value)
-        if self.head_bytes > _MAX_HEAD:
-            raise ValueError("request head too large")
+        if self.head_bytes > self.limits.max_head:
+            self.error = (431, b"Request headers are too large.")
+            raise _Malformed
+        headers = self.headers
+        if headers is None:
+            return  # a chunked body's trailer: never a request header
         name = name.lower()
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect_continue = True
-        self.headers.append((name, value))
+        headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        parser = self.parser
+        headers, self.headers = self.headers, None
+        self.head_since = 0.0
+        self.in_body = True
+        self.stalled = 0
         parsed = httptools.parse_url(self.url)
         raw_path = parsed.path
         path = raw_path.decode("latin-1")
         if "%" in path:
             path = unquote(path)
+        server = self.server
+        version = parser.get_http_version()
+        keep_alive = parser.should_keep_alive()
+        if parser.should_upgrade():
+            keep_alive = False
+            if any(n == b"transfer-encoding" or (n == b"content-length" and v.strip() != b"0")
+                   for n, v in headers):
+                self.error = (400, b"An upgrade request with a body is not supported.")
+                raise _Malformed
         scope = {
-            "type": "http", "asgi": ASGI_VERSION, "http_version": self.parser.get_http_version(),
+            "type": "http", "asgi": ASGI_VERSION, "http_version": version,
             "server": self.local, "client": self.client, "scheme": "http",
-            "method": self.parser.get_method().decode("ascii"), "root_path": "",
+            "method": parser.get_method().decode("ascii"), "root_path": server.root_path,
             "path": path, "raw_path": raw_path, "query_string": parsed.query or b"",
-            "headers": self.headers, "extensions": None,
+            "headers": headers, "extensions": {_DISCONNECT: self.extension},
         }
-        cycle = Cycle(self, scope, self.parser.should_keep_alive())
-        extension = {"watch": cycle.watch, "task": self.task}
-        scope["extensions"] = {_DISCONNECT: extension}
-        cycle.t0 = self.loop.time()
+        if server.root_path:
+            scope["path"] = server.root_path + path
+            scope["raw_path"] = server.root_path.encode() + raw_path
+        if server.state:
+            scope["state"] = server.state.copy()
+        cycle = Cycle(self, scope, keep_alive, version == "1.0", self.expect_continue)
+        if server.access_log:
+            cycle.t0 = self.loop.time()
+            cycle.target = self.url
         self.cycle = cycle
-        if self.expect_continue and self.transport is not None:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         if self.idle_waiter is not None and not self.idle_waiter.done():
+            self.current = cycle
             self.idle_waiter.set_result(cycle)  # the connection's task waits for it
         elif self.task is None:
-            self.task = extension["task"] = self.loop.create_task(self._run(cycle))
+            self.current = cycle
+            self.task = self.extension["task"] = self.loop.create_task(self._run(cycle))
         else:
             self.pipeline.append(cycle)
             # One request at a time: read no further until the app is done with this one.
-            self._pause_reading()
+            self._hold()
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
         cycle.body.append(body)
-        self.buffered += len(body)
-        if self.buffered > _BODY_HIGH_WATER:
-            self._pause_reading()
+        cycle.unread += len(body)
+        self.stalled = 0
+        if cycle.unread > self.limits.body_high_water:
+            self._hold()
         cycle.wake()
 
     def on_message_complete(self) -> None:
         cycle = self.cycle
         cycle.body_done = True
+        self.in_body = False
+        self.stalled = 0
         cycle.wake()
+
+    def _parse_failed(self, status: int, message: bytes) -> None:
+        """A malformed request: answered once the requests before it are, then the end."""
+        self.reading = False
+        self.stash = b""
+        self._hold()
+        cycle = self.cycle
+        if self.in_body and cycle is not None:
+            # Its head was handed over, its body is broken.
+            if self.pipeline and self.pipeline[-1] is cycle:
+                self.pipeline.pop()
+            else:
+                cycle.gone()
+        self.rejection = plain(status, message)
+        if self.current is None and not self.pipeline:
+            self._reject()
 
     # ---- the app -----------------------------------------------------------------------
     async def _run(self, cycle: Cycle) -> None:
         app = self.server.app
-        while cycle is not None:
+        while True:
             self.current = cycle
-            self.buffered = 0
             try:
-                await app(cycle.scope, cycle.receive, cycle.send)
+                result = await app(cycle.scope, cycle.receive, cycle.send)
             except BaseException as exc:
                 self._app_failed(cycle, exc)
                 if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                     raise
             else:
-                if not cycle.finished:
-                    if cycle.started or cycle.disconnected:
-                        self._close()
-                    else:
-                        log.error("the app returned without a response: %s %s",
-                                  cycle.scope["method"], cycle.scope["path"])
-                        self._write_500()
+                if result is not None:
+                    log.error("the app returned %r for %s %s (an ASGI app returns None)",
+                              result, cycle.scope["method"], cycle.scope["path"])
+                    cycle.keep_alive = False
+                if not cycle.started and not cycle.disconnected and self.rejection is None:
+                    log.error("the app returned without a response: %s %s",
+                              cycle.scope["method"], cycle.scope["path"])
             if self.server.access_log:
                 self._log(cycle)
-            if self.transport is None or not cycle.keep_alive or not cycle.finished:
-                self._close()
+            if not cycle.finished or not cycle.keep_alive or self.transport is None:
+                self._end(cycle)
                 break
-            self._resume_reading()
+            if self.write_paused:
+                await self.drain()  # a pipelining client that doesn't read gets no more
+            if self.pipeline:
+                cycle = self.pipeline.popleft()
+                await asyncio.sleep(0)  # other connections' turn between pipelined requests
+                if self.transport is None:
+                    break
+                self._release()  # the last one queued: its body, and what follows, to read
+                continue
+            self.current = None
+            self.idle_since = self.server.now
+            if self.rejection is not None:
+                self._reject()
+                break
+            self._release()  # what arrived meanwhile: may queue the next request
             if self.pipeline:
                 cycle = self.pipeline.popleft()
                 continue
+            if self.transport is None or self.closed:
+                break
             # Keep-alive: this task waits for the connection's next request rather than
             # ending and a new one starting for it (a task costs more than a future).
-            self.current = None
-            self.idle_since = time.monotonic()
             self.idle_waiter = self.loop.create_future()
             try:
                 cycle = await self.idle_waiter
@@ -373,25 +329,41 @@ class Connection(asyncio.Protocol):
         self.current = None
         self.task = None
 
-    def idle(self) -> bool:
-        """No request being answered or handed over to the connection's task."""
-        waiter = self.idle_waiter
-        return self.current is None and not self.pipeline and (waiter is None or not waiter.done())
-
     def _app_failed(self, cycle: Cycle, exc: BaseException) -> None:
         if isinstance(exc, asyncio.CancelledError) and (cycle.disconnected or self.server.stopping):
-            self._close()
             return
         log.error("the app failed on %s %s", cycle.scope["method"], cycle.scope["path"],
                   exc_info=exc)
-        if not cycle.started:
-            self._write_500()
-        self._close()
+        cycle.keep_alive = False
+
+    def _end(self, cycle: Cycle) -> None:
+        """The connection's last request is over: if nothing of a reply was written, say
+        why (the bad request's rejection, or a 500 for an app that failed or gave none);
+        then close."""
+        if not cycle.started and self._writable():
+            if self.rejection is not None:
+                self._reject()
+                return
+            if not cycle.disconnected:
+                self.transport.write(PLAIN_500)
+        if cycle.finished and not cycle.body_done and self._writable():
+            self._linger()
+        else:
+            self._close()
+
+    def watch(self, callback):
+        """The ``modelmart.disconnect`` extension: ``callback()`` once if the client of the
+        request being answered goes away; returns the function that stops watching."""
+        return self.current.watch(callback)
+
+    def idle(self) -> bool:
+        """No request being answered or handed over to the connection's task."""
+        return self.current is None and not self.pipeline
 
     def _log(self, cycle: Cycle) -> None:
         s = cycle.scope
         access.info('%s - "%s %s HTTP/%s" %d %d %.1fms', (self.client or ("-",))[0], s["method"],
-                    s["path"], s["http_version"], cycle.status, cycle.sent_bytes,
+                    printable(cycle.target), s["http_version"], cycle.status, cycle.sent_bytes,
                     (self.loop.time() - cycle.t0) * 1000)
 
     def response_done(self, cycle: Cycle) -> None:
@@ -402,46 +374,122 @@ class Connection(asyncio.Protocol):
 
     async def drain(self) -> None:
         if self.write_paused and self.transport is not None:
+            self.drain_since = self.server.now
             self.drain_waiter = self.loop.create_future()
             try:
                 await self.drain_waiter
             finally:
                 self.drain_waiter = None
 
-    def body_consumed(self) -> None:
-        self.buffered = 0
-        if self.read_paused and not self.pipeline:
-            self._resume_reading()
+    def body_taken(self) -> None:
+        """The app took the body received so far: read on, unless a request waits."""
+        if self.read_paused:
+            self._release()
+
+    # ---- the server's sweep --------------------------------------------------------------
+    def check(self, now: float) -> None:
+        """Enforce the timeouts, from timestamps (the server calls this about once a second)."""
+        limits = self.limits
+        if self.drain_waiter is not None and now - self.drain_since > limits.send_timeout:
+            self._abort()  # the client reads nothing of what it is sent
+            return
+        cycle = self.current
+        if cycle is not None:
+            if cycle.body_since and now - cycle.body_since > limits.body_timeout:
+                self._body_timed_out(cycle)
+            return
+        if self.closed or self.pipeline:
+            return
+        if self.linger_until:
+            if now > self.linger_until:
+                self._close()
+        elif self.head_since:
+            if now - max(self.head_since, self.idle_since) > limits.header_timeout:
+                if self.fresh:
+                    self._close()  # never said a word: nothing to answer
+                else:
+                    self.rejection = plain(408, b"The request headers did not arrive in time.")
+                    self._reject()
+        elif now - self.idle_since > limits.keepalive and self.idle():
+            self._close()
+
+    def _body_timed_out(self, cycle: Cycle) -> None:
+        self.reading = False
+        self.stash = b""
+        self._hold()
+        self.rejection = plain(408, b"The request body did not arrive in time.")
+        cycle.gone()  # the app, waiting for the body, gets http.disconnect; _end answers
+
+    def evictable(self) -> bool:
+        """Not answering a request: idle, new, lingering, or still sending a head."""
+        return self.current is None and not self.pipeline and not self.closed
+
+    def evict(self) -> None:
+        self._close()
 
     # ---- helpers -----------------------------------------------------------------------
-    def _pause_reading(self) -> None:
-        if not self.read_paused and self.transport is not None:
+    def _hold(self) -> None:
+        if not self.read_paused:
             self.read_paused = True
-            self.transport.pause_reading()
+            if self.transport is not None:
+                self.transport.pause_reading()
 
-    def _resume_reading(self) -> None:
-        if self.read_paused and self.transport is not None:
-            self.read_paused = False
+    def _release(self) -> None:
+        """Read again — first what arrived while reading was held, then the socket —
+        unless a parsed request waits for the app or the body received is past the mark."""
+        if not self.read_paused or not self.reading or self.pipeline:
+            return
+        cycle = self.cycle
+        if cycle is not None and cycle.unread > self.limits.body_high_water:
+            return
+        self.read_paused = False
+        if self.stash:
+            data, self.stash = self.stash, b""
+            self._feed(data)
+            if self.read_paused or not self.reading:
+                return
+        if self.transport is not None:
             self.transport.resume_reading()
 
     def _writable(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
 
-    def _write_500(self) -> None:
-        if self._writable():
-            self.transport.write(_PLAIN_500)
-        self._close()
+    def _reject(self) -> None:
+        if self._writable() and self.rejection is not None:
+            self.transport.write(self.rejection)
+            self._linger()  # the client may still be sending
+        else:
+            self._close()
 
-    def _reject(self, status: int, message: bytes) -> None:
-        if self._writable():
-            self.transport.write(_STATUS_LINES.get(status, _status_line(status))
-                                 + b"content-type: text/plain; charset=utf-8\r\n"
-                                 + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(message)
-                                 + message)
-        self._close()
+    def _linger(self) -> None:
+        """Half-close after a reply the client may not be waiting for yet (sent before the
+        request body was read, or to a bad or slow request), and drop what it still sends
+        for a while: closing with unread bytes would send a reset, which can reach the
+        client before the reply does."""
+        transport = self.transport
+        if not transport.can_write_eof():
+            self._close()
+            return
+        self.reading = False
+        self.stash = b""
+        self.linger_until = self.server.now + self.limits.linger
+        transport.write_eof()
+        self.read_paused = False
+        transport.resume_reading()
 
     def _close(self) -> None:
         if self._writable():
             if self.current is not None:
                 self.current.flush()  # a stream's last events, before an error ended it
             self.transport.close()
+        self._forget()
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self._forget()
+
+    def _forget(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.server.connections.forget(self)

@@ -1,14 +1,11 @@
-"""A lean HTTP/1.1 server for ASGI apps: asyncio protocols parsed by ``httptools`` (llhttp).
+"""The server: the listener, the lifespan, a sweep that enforces the timeouts, and the
+graceful shutdown that lets requests in flight finish.
 
 Why not uvicorn: behind a trivial app it costs ~27 µs of CPU a request against ~16 µs for
 this one (``bench/experiments/transport_cost.py``), and the gateway is a thin layer, so the
-server's share is large. A reply sent in one ASGI body message goes out in one
-``transport.write`` with a ``content-length``; a streamed one is chunked.
-
-It implements what the gateway and its clients need of ASGI 3 (``http`` and ``lifespan``);
-this module is the listener, the lifespan, the idle timeout and the graceful shutdown that
-lets requests in flight finish; ``api/connection.py`` is one connection and its requests.
-No WebSockets, no HTTP/2.
+server's share is large. It implements what the gateway and its clients need of ASGI 3
+(``http`` and ``lifespan``); no WebSockets, no HTTP/2. ``modelmart serve --server
+uvicorn`` runs the same app under uvicorn instead.
 """
 
 from __future__ import annotations
@@ -18,30 +15,40 @@ import logging
 import signal
 import socket
 import time
-from typing import Any, Callable
+from typing import Callable
 
-from .connection import ASGI_VERSION, Connection
+from .capacity import Connections
+from .lifespan import Lifespan
+from .limits import Limits
+from .listener import Listener
 
 log = logging.getLogger("modelmart.server")
 
-_KEEPALIVE = 75.0  # seconds an idle connection stays open (nginx's default)
+_TICK = 0.1  # seconds between looks at the clock (the timeouts' resolution)
 
 
 class Server:
-    """Serve one ASGI app on ``host:port`` (or an already bound socket).
+    """Serve one ASGI app on ``host:port`` (or on ``sock``, an already bound socket).
 
     ``run()`` blocks (uvloop when installed); ``serve()`` is the coroutine; set
     ``should_exit`` (or send SIGINT/SIGTERM to a ``run()``) to stop: the listener closes,
-    requests in flight get ``grace`` seconds to finish, then the app's lifespan shutdown runs.
+    requests in flight get ``grace`` seconds to finish, then the app's lifespan shutdown
+    runs. ``limits`` bounds what clients may take (``limits.Limits``).
     """
 
     def __init__(self, app: Callable, host: str = "127.0.0.1", port: int = 8000, *,
-                 access_log: bool = False, reuse_port: bool = False, backlog: int = 4096,
-                 grace: float = 5.0, keepalive: float = _KEEPALIVE, lifespan: bool = True) -> None:
-        self.app, self.host, self.port = app, host, port
+                 limits: Limits | None = None, access_log: bool = False,
+                 reuse_port: bool = False, backlog: int = 4096, grace: float = 5.0,
+                 lifespan: bool = True, root_path: str = "",
+                 sock: socket.socket | None = None) -> None:
+        self.app, self.host, self.port, self.sock = app, host, port, sock
+        self.limits = limits or Limits()
         self.access_log, self.reuse_port, self.backlog = access_log, reuse_port, backlog
-        self.grace, self.keepalive, self.lifespan = grace, keepalive, lifespan
-        self.connections: set[Connection] = set()
+        self.grace, self.lifespan, self.root_path = grace, lifespan, root_path
+        self.connections = Connections(self.limits.connection_cap(), self.limits.max_per_peer)
+        self.header_kinds: dict[bytes, int] = {}  # response header names seen (wire.header_kind)
+        self.state: dict = {}  # the lifespan's state; each request gets a copy
+        self.now = time.monotonic()  # the clock connections read, updated every tick
         self.started = False
         self.should_exit = False
         self.stopping = False
@@ -60,25 +67,43 @@ class Server:
 
     async def serve(self) -> None:
         self.loop = asyncio.get_running_loop()
-        lifespan = _Lifespan(self.app) if self.lifespan else None
-        if lifespan is not None and not await lifespan.startup():
-            raise SystemExit(3)
-        server = _Listener(self)
+        lifespan = Lifespan(self.app) if self.lifespan else None
+        if lifespan is not None:
+            if not await lifespan.startup():
+                raise SystemExit(3)
+            self.state = lifespan.state
+        listener = Listener(self, self.sock)
         if self.port == 0:
-            self.port = server.sock.getsockname()[1]
+            self.port = listener.sock.getsockname()[1]
         stop = asyncio.Event()
         self._install_signals(stop)
         self.started = True
+        every = self._sweep_interval()
+        next_sweep = self.now + every
         try:
             while not self.should_exit and not stop.is_set():
-                await asyncio.sleep(0.1)
-                self._close_idle()
+                await asyncio.sleep(_TICK)
+                self.now = now = time.monotonic()
+                if now >= next_sweep:
+                    next_sweep = now + every
+                    self.sweep()
         finally:
             self.stopping = True
-            server.close()
+            listener.close()
             await self._drain_requests()
             if lifespan is not None:
                 await lifespan.shutdown()
+
+    def _sweep_interval(self) -> float:
+        limits = self.limits
+        return max(_TICK, min(1.0, limits.header_timeout / 4, limits.body_timeout / 4,
+                              limits.keepalive / 4, limits.send_timeout / 4, limits.linger / 2))
+
+    def sweep(self) -> None:
+        """Enforce every connection's timeouts (one pass instead of a timer per request)."""
+        now = self.now
+        for conn in self.connections:
+            conn.check(now)
 
     def _install_signals(self, stop: asyncio.Event) -> None:
         try:
@@ -87,116 +112,15 @@ class Server:
         except (NotImplementedError, RuntimeError, ValueError):
             pass  # not the main thread (tests): should_exit stops it
 
-    _last_sweep = 0.0
-
-    def _close_idle(self) -> None:
-        now = time.monotonic()
-        if now - self._last_sweep < 1.0:
-            return
-        self._last_sweep = now
-        cutoff = now - self.keepalive
-        for conn in list(self.connections):
-            if conn.idle() and conn.idle_since < cutoff:
-                conn._close()
-
     async def _drain_requests(self) -> None:
-        for conn in list(self.connections):
+        for conn in self.connections:
             if conn.idle():
-                conn._close()
+                conn.evict()
         deadline = self.loop.time() + self.grace
         while not all(c.idle() for c in self.connections) and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
-        for conn in list(self.connections):
+        for conn in self.connections:
             if conn.task is not None:
                 conn.task.cancel()
-            conn._close()
+            conn.evict()
         await asyncio.sleep(0)
-
-
-_ACCEPT_BATCH = 512  # connections taken from the listen queue per readiness, at most
-
-
-class _Listener:
-    """The listening socket. Every connection waiting is accepted when it becomes readable:
-    the event loop's own servers (uvloop's included) accept one connection per loop
-    iteration, and under load an iteration is long, so 256 clients connecting at once
-    waited seconds in the listen queue (their first requests' latency)."""
-
-    def __init__(self, server: Server) -> None:
-        self.server, self.loop = server, server.loop
-        family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-        self.sock = socket.create_server((server.host, server.port), family=family,
-                                         backlog=server.backlog,
-                                         reuse_port=bool(server.reuse_port))
-        self.sock.setblocking(False)
-        self._factory = lambda: Connection(server)
-        self.loop.add_reader(self.sock.fileno(), self._accept)
-
-    def _accept(self) -> None:
-        for _ in range(_ACCEPT_BATCH):
-            try:
-                conn, _ = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionAbortedError:
-                continue
-            except OSError as exc:  # out of file descriptors, most likely: pause, not spin
-                log.error("accepting a connection failed: %s; pausing for 0.5 s", exc)
-                self.loop.remove_reader(self.sock.fileno())
-                self.loop.call_later(0.5, self._resume)
-                return
-            conn.setblocking(False)
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.loop.create_task(self._adopt(conn))
-
-    def _resume(self) -> None:
-        if self.sock.fileno() != -1:
-            self.loop.add_reader(self.sock.fileno(), self._accept)
-
-    async def _adopt(self, conn: socket.socket) -> None:
-        try:
-            await self.loop.connect_accepted_socket(self._factory, sock=conn)
-        except OSError:
-            conn.close()
-
-    def close(self) -> None:
-        if self.sock.fileno() != -1:
-            self.loop.remove_reader(self.sock.fileno())
-            self.sock.close()
-
-
-class _Lifespan:
-    """The ASGI lifespan protocol, run in a task of its own for the app's whole life."""
-
-    def __init__(self, app: Callable) -> None:
-        self.app = app
-        self.inbox: asyncio.Queue = asyncio.Queue()
-        self.outbox: asyncio.Queue = asyncio.Queue()
-        self.task: asyncio.Task | None = None
-        self.supported = True
-
-    async def _main(self) -> None:
-        scope: dict[str, Any] = {"type": "lifespan", "asgi": ASGI_VERSION, "state": {}}
-        try:
-            await self.app(scope, self.inbox.get, self.outbox.put)
-        except BaseException as exc:  # an app without lifespan support
-            if not isinstance(exc, asyncio.CancelledError):
-                log.debug("the app has no lifespan support (%r)", exc)
-            self.supported = False
-            await self.outbox.put({"type": "lifespan.unsupported"})
-
-    async def startup(self) -> bool:
-        self.task = asyncio.ensure_future(self._main())
-        await self.inbox.put({"type": "lifespan.startup"})
-        message = await self.outbox.get()
-        if message["type"] == "lifespan.startup.failed":
-            log.error("startup failed: %s", message.get("message", ""))
-            return False
-        return True
-
-    async def shutdown(self) -> None:
-        if not self.supported or self.task is None or self.task.done():
-            return
-        await self.inbox.put({"type": "lifespan.shutdown"})
-        await self.outbox.get()
-        await self.task
