@@ -50,7 +50,7 @@ class Connection(asyncio.Protocol):
                  "in_body", "stalled", "error", "cycle", "current", "pipeline", "task",
                  "idle_waiter", "write_paused", "drain_waiter", "read_paused", "reading",
                  "stash", "idle_since", "head_since", "fresh", "rejection", "closed",
-                 "linger_until", "drain_since", "max_stall", "extension")
+                 "linger_until", "drain_since", "max_stall", "extension", "serial")
 
     def __init__(self, server: "Server", peer: str | None = None) -> None:
         self.server = server
@@ -86,6 +86,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.linger_until = 0.0
         self.drain_since = 0.0
+        self.serial = 0  # the order connections were opened in (capacity.Connections)
         self.max_stall = self.limits.max_head + _SLICE
         # The modelmart.disconnect extension, one per connection: a request's own (holding
         # its cycle) would make every request a reference cycle, left to the garbage
@@ -107,6 +108,10 @@ class Connection(asyncio.Protocol):
                 self.stash += data
             else:
                 self._feed(data)
+        elif self.linger_until:
+            self.stalled += len(data)  # dropped; past the budget, left unread till the end
+            if self.stalled > self.limits.body_high_water:
+                self._hold()
 
     def connection_lost(self, exc) -> None:
         self.transport = None
@@ -366,12 +371,6 @@ class Connection(asyncio.Protocol):
                     printable(cycle.target), s["http_version"], cycle.status, cycle.sent_bytes,
                     (self.loop.time() - cycle.t0) * 1000)
 
-    def response_done(self, cycle: Cycle) -> None:
-        if self.cycle is cycle and not cycle.body_done:
-            # The reply went out before the request body was read: the connection's
-            # remaining bytes can't be trusted as the next request.
-            cycle.keep_alive = False
-
     async def drain(self) -> None:
         if self.write_paused and self.transport is not None:
             self.drain_since = self.server.now
@@ -472,6 +471,7 @@ class Connection(asyncio.Protocol):
             return
         self.reading = False
         self.stash = b""
+        self.stalled = 0
         self.linger_until = self.server.now + self.limits.linger
         transport.write_eof()
         self.read_paused = False

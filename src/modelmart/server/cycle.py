@@ -191,6 +191,8 @@ class Cycle:
             mode = _CLOSE
         self.mode = mode
         head, self.head = self.head, b""
+        if not self.body_done:
+            self.keep_alive = False  # a reply before the request's end: what follows can't be trusted
         if mode == _LENGTH:
             head += b"content-length: %d\r\n" % self.declared
         elif mode == _CHUNKED:
@@ -250,7 +252,6 @@ class Cycle:
             self.unsent.clear()
         if out:
             conn.transport.write(out)
-        conn.response_done(self)
         self.wake()  # a task waiting in receive() gets http.disconnect
 
     def flush(self) -> None:

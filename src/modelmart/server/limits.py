@@ -34,9 +34,10 @@ class Limits:
     # Open connections from one client address at most (0: no cap); past it the address's
     # own oldest idle connections make room. High enough for a benchmark from one host.
     max_per_peer: int = 2048
-    # After a reply sent before the request body was read, the connection is half-closed and
-    # what the client still sends is read and dropped for this long, so the client reads
-    # the reply instead of a reset.
+    # After a reply sent before the request body was read (or a 4xx of the server's own),
+    # the connection is half-closed and what the client still sends is read and dropped
+    # (up to body_high_water bytes) for this long, so the client reads the reply instead
+    # of a reset.
     linger: float = 2.0
 
     def connection_cap(self) -> int:

@@ -12,6 +12,7 @@ import logging
 import socket
 from typing import TYPE_CHECKING
 
+from .capacity import AT_CAP, REFUSED
 from .connection import Connection
 from .wire import BUSY
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelmart.server")
 
-_ACCEPT_BATCH = 512  # connections taken from the listen queue per readiness, at most
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -39,7 +39,7 @@ class Listener:
 
     def _accept(self) -> None:
         connections = self.server.connections
-        for _ in range(_ACCEPT_BATCH):
+        for _ in range(connections.accept_batch):
             try:
                 conn, address = self.sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -55,17 +55,16 @@ class Listener:
                 self.loop.call_later(0.05 if freed else 0.5, self._resume)
                 return
             peer = address[0] if isinstance(address, tuple) else ""
-            if not connections.admit(peer):
-                try:
-                    conn.send(BUSY)
-                except OSError:
-                    pass
-                conn.close()
+            verdict = connections.admit(peer)
+            if verdict == REFUSED:
+                _turn_away(conn)
                 continue
             conn.setblocking(False)
             if self.tcp:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.loop.create_task(self._adopt(conn, peer))
+            if verdict == AT_CAP:
+                return  # the rest wait in the listen queue until there is room
 
     def _resume(self) -> None:
         if self.sock.fileno() != -1:
@@ -86,3 +85,14 @@ class Listener:
         if self.sock.fileno() != -1:
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
+
+
+def _turn_away(conn: socket.socket) -> None:
+    """A 503, and close; a request already there is read first, so the close is no reset
+    that could overtake the 503."""
+    try:
+        conn.send(BUSY)
+        conn.recv(65536, socket.MSG_DONTWAIT)
+    except OSError:
+        pass
+    conn.close()

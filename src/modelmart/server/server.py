@@ -45,7 +45,8 @@ class Server:
         self.limits = limits or Limits()
         self.access_log, self.reuse_port, self.backlog = access_log, reuse_port, backlog
         self.grace, self.lifespan, self.root_path = grace, lifespan, root_path
-        self.connections = Connections(self.limits.connection_cap(), self.limits.max_per_peer)
+        self.connections = Connections(self.limits.connection_cap(), self.limits.max_per_peer,
+                                       lambda: self.now)
         self.header_kinds: dict[bytes, int] = {}  # response header names seen (wire.header_kind)
         self.state: dict = {}  # the lifespan's state; each request gets a copy
         self.now = time.monotonic()  # the clock connections read, updated every tick
