@@ -106,6 +106,8 @@ class Connection(asyncio.Protocol):
         if self.reading:
             if self.stash:  # a read after a pause was asked for: keep the order
                 self.stash += data
+            elif len(data) <= _SLICE:
+                self._parse(data)
             else:
                 self._feed(data)
         elif self.linger_until:
@@ -225,15 +227,9 @@ class Connection(asyncio.Protocol):
             "path": path, "raw_path": raw_path, "query_string": parsed.query or b"",
             "headers": headers, "extensions": {_DISCONNECT: self.extension},
         }
-        if server.root_path:
-            scope["path"] = server.root_path + path
-            scope["raw_path"] = server.root_path.encode() + raw_path
-        if server.state:
-            scope["state"] = server.state.copy()
         cycle = Cycle(self, scope, keep_alive, version == "1.0", self.expect_continue)
-        if server.access_log:
-            cycle.t0 = self.loop.time()
-            cycle.target = self.url
+        if server.extras:
+            self._extras(scope, cycle)
         self.cycle = cycle
         if self.idle_waiter is not None and not self.idle_waiter.done():
             self.current = cycle
@@ -245,6 +241,18 @@ class Connection(asyncio.Protocol):
             self.pipeline.append(cycle)
             # One request at a time: read no further until the app is done with this one.
             self._hold()
+
+    def _extras(self, scope: dict, cycle: Cycle) -> None:
+        """What only some servers ask for: a root path, the lifespan's state, an access log."""
+        server = self.server
+        if server.root_path:
+            scope["path"] = server.root_path + scope["path"]
+            scope["raw_path"] = server.root_path.encode() + scope["raw_path"]
+        if server.state:
+            scope["state"] = server.state.copy()
+        if server.access_log:
+            cycle.t0 = self.loop.time()
+            cycle.target = self.url
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle
@@ -316,7 +324,8 @@ class Connection(asyncio.Protocol):
             if self.rejection is not None:
                 self._reject()
                 break
-            self._release()  # what arrived meanwhile: may queue the next request
+            if self.read_paused:
+                self._release()  # what arrived meanwhile: may queue the next request
             if self.pipeline:
                 cycle = self.pipeline.popleft()
                 continue

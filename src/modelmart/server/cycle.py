@@ -16,7 +16,7 @@ import asyncio
 from typing import TYPE_CHECKING, Callable
 
 from .wire import (CONTENT_LENGTH, CONTINUE, STATUS_LINES, TRANSFER_ENCODING, InvalidResponse,
-                   bad_values, content_length, header_kind, status_line)
+                   content_length, header_kind, status_line)
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -49,7 +49,7 @@ class Cycle:
         self.mode = _UNDECIDED
         self.declared: int | None = None      # the response's content-length
         self.sent_bytes = 0
-        self.unsent: list[bytes] = []         # streamed bytes held to the end of the iteration
+        self.unsent: list[bytes] | None = None  # streamed bytes held to the end of the iteration
         self.flush_due = False
         self.on_disconnect: Callable[[], None] | None = None
         self.t0 = 0.0
@@ -129,7 +129,8 @@ class Cycle:
     async def send(self, message: dict) -> None:
         kind = message["type"]
         if kind == "http.response.body":
-            await self._body(message.get("body", b""), message.get("more_body", False))
+            if self._write(message.get("body", b""), message.get("more_body", False)):
+                await self.conn.drain()
         elif kind == "http.response.start":
             self._start(message)
         else:
@@ -167,7 +168,9 @@ class Cycle:
             append(b"\r\n")
             count += 1
         head = b"".join(lines)
-        if bad_values(head, count):
+        # One pass over the joined head (cheaper than a test of every value): no CR, LF or
+        # NUL but the line ends.
+        if len(head.translate(None, b"\r\n\0")) != len(head) - 2 * count:
             raise InvalidResponse("a response header value holds CR, LF or NUL")
         self.started = True
         self.status = status
@@ -205,18 +208,20 @@ class Cycle:
             return head + b"connection: keep-alive\r\n\r\n"
         return head + b"\r\n"
 
-    async def _body(self, body: bytes, more: bool) -> None:
+    def _write(self, body: bytes, more: bool) -> bool:
+        """Write a body message (or hold it to the end of the loop iteration); True when
+        the sender must wait for the client to take what was written."""
         if not self.started:
             raise InvalidResponse("http.response.body before http.response.start")
         conn = self.conn
         if self.finished:
             if self.disconnected:
-                return
+                return False
             raise InvalidResponse("http.response.body after the response was complete")
         if self.disconnected or conn.transport is None:
             if not more:
                 self.finished = True
-            return
+            return False
         out = self._framing(body, more) if self.head else b""
         size = len(body)
         if size and not self.head_only and self.mode != _NONE:
@@ -232,14 +237,16 @@ class Cycle:
             # Held to the end of this loop iteration: what else the app sends meanwhile (the
             # next events of one upstream read, the stream's end) leaves in the same write.
             if out:
+                if self.unsent is None:
+                    self.unsent = []
                 self.unsent.append(out)
                 if not self.flush_due:
                     self.flush_due = True
                     conn.loop.call_soon(self.flush)
             if conn.write_paused:
                 self.flush()
-                await conn.drain()
-            return
+                return True
+            return False
         self.finished = True
         if not self.head_only:
             if self.mode == _CHUNKED:
@@ -252,7 +259,9 @@ class Cycle:
             self.unsent.clear()
         if out:
             conn.transport.write(out)
-        self.wake()  # a task waiting in receive() gets http.disconnect
+        if self.waiter is not None:
+            self.wake()  # a task waiting in receive() gets http.disconnect
+        return False
 
     def flush(self) -> None:
         self.flush_due = False

@@ -49,6 +49,7 @@ class Server:
                                        lambda: self.now)
         self.header_kinds: dict[bytes, int] = {}  # response header names seen (wire.header_kind)
         self.state: dict = {}  # the lifespan's state; each request gets a copy
+        self.extras = bool(root_path or access_log)  # connection._extras to do
         self.now = time.monotonic()  # the clock connections read, updated every tick
         self.started = False
         self.should_exit = False
@@ -73,6 +74,7 @@ class Server:
             if not await lifespan.startup():
                 raise SystemExit(3)
             self.state = lifespan.state
+            self.extras = bool(self.extras or self.state)
         listener = Listener(self, self.sock)
         if self.port == 0:
             self.port = listener.sock.getsockname()[1]
