@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -39,11 +40,14 @@ class Served:
 
             assert not limits, f"uvicorn has no counterpart for {limits}"
             config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None,
-                                    log_level="warning", access_log=access_log,
+                                    log_level="info" if access_log else "warning",
+                                    access_log=access_log,
                                     timeout_keep_alive=keepalive, root_path=root_path,
-                                    lifespan="on" if lifespan else "off",
+                                    lifespan="on" if lifespan else "off", ws="none",
                                     timeout_graceful_shutdown=3, loop="asyncio")
             self.server = uvicorn.Server(config)
+            if access_log:  # an earlier server without one turned its propagation off
+                logging.getLogger("uvicorn.access").propagate = True
             target = self.server.run
         self.thread = threading.Thread(target=target, daemon=True)
 
@@ -139,6 +143,26 @@ def closed_by_server(sock: socket.socket, within: float) -> bool:
     except ConnectionResetError:
         return True
     return False
+
+
+def talk(port: int, *parts: bytes, quiet: float = 0.5, pause: float = 0.05) -> tuple[bytes, bool]:
+    """Send ``parts`` on a new connection (``pause`` seconds apart), and read until the
+    server closes or goes quiet: what came back, and whether the server closed."""
+    with connect(port) as sock:
+        for i, part in enumerate(parts):
+            if i:
+                time.sleep(pause)
+            sock.sendall(part)
+        sock.settimeout(quiet)
+        out = b""
+        try:
+            while chunk := sock.recv(65536):
+                out += chunk
+        except TimeoutError:
+            return out, False
+        except ConnectionResetError:
+            pass
+        return out, True
 
 
 def exchange(port: int, data: bytes, quiet: float = 0.5) -> bytes:
