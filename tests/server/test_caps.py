@@ -14,7 +14,6 @@ import time
 
 import pytest
 
-from .asgi import app
 from .probe import HealthProbe
 from .serving import ServerProcess, closed_by_server, connect, recv_until_closed, serve
 

@@ -246,3 +246,30 @@ async def test_every_waiting_connection_is_accepted_at_once():
         for conn in server.connections:
             conn.evict()
         listener.close()
+
+
+def test_a_request_leaves_no_garbage_for_the_cycle_collector():
+    # Every request of the server before was a reference cycle (its scope held a method of
+    # its cycle), freed only by the cyclic garbage collector, whose full passes then stalled
+    # the event loop for 50-100 ms under a pipelining flood. Refcounting frees them now.
+    import gc
+
+    from .asgi import app
+    from .serving import serve
+
+    with serve(app) as served, served.connect() as sock:
+        gc.collect()
+        gc.disable()
+        try:
+            for path in (b"/health", b"/echo", b"/stream"):
+                for _ in range(50):
+                    sock.sendall(b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nab"
+                                 % path)
+                    reply = b""
+                    while not (reply.endswith(b"0\r\n\r\n") or reply.endswith(b"\r\n\r\nok")
+                               or reply.endswith(b"\r\n\r\n2")):
+                        reply += sock.recv(65536)
+            time.sleep(0.2)
+            assert gc.collect() == 0
+        finally:
+            gc.enable()

@@ -1,5 +1,5 @@
-"""One HTTP/1.1 connection: an asyncio protocol, parsed by ``httptools``, that hands each
-request to the ASGI app as a ``Cycle`` (``cycle.py``) and answers them in order.
+"""One HTTP/1.1 connection: an asyncio protocol that hands each request parsed
+(``parsing.py``) to the ASGI app as a ``Cycle`` (``cycle.py``) and answers them in order.
 
 The app is called as soon as a request's headers are complete, before any of its body is
 read. That is the seam that lets an app authenticate from the headers and answer 401 (or
@@ -10,11 +10,10 @@ only then, and after a reply sent before the body was read the connection is clo
 client reads the reply rather than a reset.
 
 Bounds (``limits.py``): one request at a time — while one is answered, a pipelined next
-one is parsed but nothing more is read; the body received and not yet taken by the app is
-held under a high-water mark; parsing goes in slices, and what a read brought beyond a
-pause waits unparsed; bytes that make no progress (a head, a trailer, chunk extensions)
-are bounded; between pipelined requests other connections get their turn. Timeouts are
-enforced by the server's once-a-second sweep from timestamps (``check``), not by timers.
+one is parsed but nothing more is read, and between pipelined requests other connections
+get their turn; the body received and not yet taken by the app is held under a high-water
+mark; a malformed request is answered only after those before it. Timeouts are enforced by
+the server's sweep from timestamps (``check``), not by a timer per request.
 """
 
 from __future__ import annotations
@@ -23,12 +22,10 @@ import asyncio
 import logging
 from collections import deque
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
-
-import httptools
 
 from .cycle import Cycle
-from .wire import ASGI_VERSION, PLAIN_500, plain, printable
+from .parsing import SLICE, RequestParser
+from .wire import PLAIN_500, plain, printable
 
 if TYPE_CHECKING:
     from .server import Server
@@ -36,58 +33,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelmart.server")
 access = logging.getLogger("modelmart.access")
 
-_SLICE = 4096  # bytes parsed at a time: the most a pause can be late by (~100 pipelined GETs)
-_DISCONNECT = "modelmart.disconnect"  # the extension (``Connection.watch``)
+
+def _no_op() -> None:
+    pass
 
 
-class _Malformed(Exception):
-    """Raised from a parser callback; the connection's ``error`` says what to answer."""
-
-
-class Connection(asyncio.Protocol):
-    __slots__ = ("server", "loop", "limits", "peer", "header_kinds", "transport", "parser",
-                 "client", "local", "url", "headers", "head_bytes", "expect_continue",
-                 "in_body", "stalled", "error", "cycle", "current", "pipeline", "task",
-                 "idle_waiter", "write_paused", "drain_waiter", "read_paused", "reading",
-                 "stash", "idle_since", "head_since", "fresh", "rejection", "closed",
-                 "linger_until", "drain_since", "max_stall", "extension", "serial")
+class Connection(RequestParser):
+    __slots__ = ("peer", "header_kinds", "transport", "current", "pipeline", "task",
+                 "idle_waiter", "write_paused", "drain_waiter", "idle_since", "rejection",
+                 "closed", "linger_until", "drain_since", "serial")
 
     def __init__(self, server: "Server", peer: str | None = None) -> None:
-        self.server = server
-        self.loop = server.loop
-        self.limits = server.limits
+        super().__init__(server)
         self.peer = peer
         self.header_kinds = server.header_kinds
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpRequestParser(self)
-        self.client = self.local = None
-        self.url = b""
-        self.headers: list | None = None  # the head being parsed; None past it (trailers)
-        self.head_bytes = 0
-        self.expect_continue = False
-        self.in_body = False               # between a head's end and its message's end
-        self.stalled = 0                   # bytes parsed since the parser last made progress
-        self.error: tuple[int, bytes] | None = None
-        self.cycle: Cycle | None = None       # the one being parsed
         self.current: Cycle | None = None     # the one the app is (about to be) answering
         self.pipeline: deque[Cycle] = deque()  # parsed, waiting for the app
         self.task: asyncio.Task | None = None   # the app, running one cycle after another
         self.idle_waiter: asyncio.Future | None = None  # the task, idle, waits on it
         self.write_paused = False
         self.drain_waiter: asyncio.Future | None = None
-        self.read_paused = False
-        self.reading = True                # feed what arrives to the parser
-        self.stash = b""                   # received while reading was held, not yet parsed
-        now = server.now
-        self.idle_since = now
-        self.head_since = now              # a head is under way (or due: a new connection)
-        self.fresh = True                  # no byte received yet
+        self.idle_since = server.now
         self.rejection: bytes | None = None  # the reply to a bad request, once those before it are answered
         self.closed = False
         self.linger_until = 0.0
         self.drain_since = 0.0
         self.serial = 0  # the order connections were opened in (capacity.Connections)
-        self.max_stall = self.limits.max_head + _SLICE
         # The modelmart.disconnect extension, one per connection: a request's own (holding
         # its cycle) would make every request a reference cycle, left to the garbage
         # collector, whose full passes then stalled the loop for tens of milliseconds.
@@ -106,7 +78,7 @@ class Connection(asyncio.Protocol):
         if self.reading:
             if self.stash:  # a read after a pause was asked for: keep the order
                 self.stash += data
-            elif len(data) <= _SLICE:
+            elif len(data) <= SLICE:
                 self._parse(data)
             else:
                 self._feed(data)
@@ -136,101 +108,8 @@ class Connection(asyncio.Protocol):
         if self.drain_waiter is not None and not self.drain_waiter.done():
             self.drain_waiter.set_result(None)
 
-    # ---- parsing --------------------------------------------------------------------------
-    def _feed(self, data: bytes) -> None:
-        size = len(data)
-        if size <= _SLICE:
-            self._parse(data)
-            return
-        view = memoryview(data)
-        for start in range(0, size, _SLICE):
-            if not self._parse(view[start:start + _SLICE]):
-                return
-            if self.read_paused and start + _SLICE < size:
-                self.stash = bytes(view[start + _SLICE:])
-                return
-
-    def _parse(self, chunk) -> bool:
-        try:
-            self.parser.feed_data(chunk)
-        except httptools.HttpParserUpgrade:
-            # Served as plain HTTP/1.1 (a server may ignore Upgrade), and the connection
-            # closes after it: what follows is in another protocol.
-            self.reading = False
-            self.stash = b""
-            self._hold()
-            return False
-        except httptools.HttpParserError as exc:
-            self._parse_failed(*(self.error or (400, f"Malformed HTTP request: {exc}".encode())))
-            return False
-        self.stalled += len(chunk)
-        if self.stalled > self.max_stall:
-            # Bytes with no header, body or end of message among them: a huge header line,
-            # a trailer, chunk extensions. httptools would gather them all.
-            self._parse_failed(*((400, b"Request trailer or chunk extension too large.")
-                                 if self.in_body else (431, b"Request headers are too large.")))
-            return False
-        return True
-
-    def on_message_begin(self) -> None:
-        self.url = b""
-        self.headers = []
-        self.head_bytes = 0
-        self.expect_continue = False
-        self.fresh = False
-        self.head_since = self.server.now
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        self.head_bytes += len(url)
-        if self.head_bytes > self.limits.max_head:
-            self.error = (431, b"Request headers are too large.")
-            raise _Malformed
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_bytes += len(name) + len(value)
-        if self.head_bytes > self.limits.max_head:
-            self.error = (431, b"Request headers are too large.")
-            raise _Malformed
-        headers = self.headers
-        if headers is None:
-            return  # a chunked body's trailer: never a request header
-        name = name.lower()
-        if name == b"expect" and value.lower() == b"100-continue":
-            self.expect_continue = True
-        headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        headers, self.headers = self.headers, None
-        self.head_since = 0.0
-        self.in_body = True
-        self.stalled = 0
-        parsed = httptools.parse_url(self.url)
-        raw_path = parsed.path
-        path = raw_path.decode("latin-1")
-        if "%" in path:
-            path = unquote(path)
-        server = self.server
-        version = parser.get_http_version()
-        keep_alive = parser.should_keep_alive()
-        if parser.should_upgrade():
-            keep_alive = False
-            if any(n == b"transfer-encoding" or (n == b"content-length" and v.strip() != b"0")
-                   for n, v in headers):
-                self.error = (400, b"An upgrade request with a body is not supported.")
-                raise _Malformed
-        scope = {
-            "type": "http", "asgi": ASGI_VERSION, "http_version": version,
-            "server": self.local, "client": self.client, "scheme": "http",
-            "method": parser.get_method().decode("ascii"), "root_path": server.root_path,
-            "path": path, "raw_path": raw_path, "query_string": parsed.query or b"",
-            "headers": headers, "extensions": {_DISCONNECT: self.extension},
-        }
-        cycle = Cycle(self, scope, keep_alive, version == "1.0", self.expect_continue)
-        if server.extras:
-            self._extras(scope, cycle)
-        self.cycle = cycle
+    def _dispatch(self, cycle: Cycle) -> None:
+        """A request's head is complete: to the app now, or queued behind the one it answers."""
         if self.idle_waiter is not None and not self.idle_waiter.done():
             self.current = cycle
             self.idle_waiter.set_result(cycle)  # the connection's task waits for it
@@ -241,34 +120,6 @@ class Connection(asyncio.Protocol):
             self.pipeline.append(cycle)
             # One request at a time: read no further until the app is done with this one.
             self._hold()
-
-    def _extras(self, scope: dict, cycle: Cycle) -> None:
-        """What only some servers ask for: a root path, the lifespan's state, an access log."""
-        server = self.server
-        if server.root_path:
-            scope["path"] = server.root_path + scope["path"]
-            scope["raw_path"] = server.root_path.encode() + scope["raw_path"]
-        if server.state:
-            scope["state"] = server.state.copy()
-        if server.access_log:
-            cycle.t0 = self.loop.time()
-            cycle.target = self.url
-
-    def on_body(self, body: bytes) -> None:
-        cycle = self.cycle
-        cycle.body.append(body)
-        cycle.unread += len(body)
-        self.stalled = 0
-        if cycle.unread > self.limits.body_high_water:
-            self._hold()
-        cycle.wake()
-
-    def on_message_complete(self) -> None:
-        cycle = self.cycle
-        cycle.body_done = True
-        self.in_body = False
-        self.stalled = 0
-        cycle.wake()
 
     def _parse_failed(self, status: int, message: bytes) -> None:
         """A malformed request: answered once the requests before it are, then the end."""
@@ -368,7 +219,11 @@ class Connection(asyncio.Protocol):
     def watch(self, callback):
         """The ``modelmart.disconnect`` extension: ``callback()`` once if the client of the
         request being answered goes away; returns the function that stops watching."""
-        return self.current.watch(callback)
+        cycle = self.current
+        if cycle is None:  # nothing being answered: as good as gone
+            self.loop.call_soon(callback)
+            return _no_op
+        return cycle.watch(callback)
 
     def idle(self) -> bool:
         """No request being answered or handed over to the connection's task."""

@@ -6,7 +6,6 @@ descriptors, it closes idle connections and pauses accepting briefly rather than
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 import socket
