@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from modelmart.server import Server, raise_nofile_limit
+from modelmart.server import Limits, Server, raise_nofile_limit
 
 log = logging.getLogger("modelmart.server")
 
@@ -22,7 +22,7 @@ SERVERS = ("modelmart", "uvicorn")
 
 def run_server(app, host: str, port: int, *, server: str = "modelmart",
                access_log: bool = False, grace: float = 5.0, reuse_port: bool = False,
-               log_level: str = "info") -> None:
+               log_level: str = "info", max_per_peer: int | None = None) -> None:
     """Serve ``app`` in this process until SIGINT/SIGTERM, with modelmart's own server or
     uvicorn. Raises OSError when the port can't be listened on, SystemExit when the app's
     startup failed."""
@@ -30,9 +30,10 @@ def run_server(app, host: str, port: int, *, server: str = "modelmart",
     if server == "uvicorn":
         _run_uvicorn(app, host, port, access_log=access_log, grace=grace,
                      reuse_port=reuse_port, log_level=log_level)
-    else:
-        Server(app, host, port, access_log=access_log, reuse_port=reuse_port,
-               grace=grace).run()
+        return
+    limits = Limits() if max_per_peer is None else Limits(max_per_peer=max_per_peer)
+    Server(app, host, port, limits=limits, access_log=access_log, reuse_port=reuse_port,
+           grace=grace).run()
 
 
 def _run_uvicorn(app, host: str, port: int, *, access_log: bool, grace: float,
@@ -75,14 +76,16 @@ def bind_check(host: str, port: int) -> None:
 
 
 def serve_workers(workers: int, host: str, port: int, *, access_log: bool = False,
-                  grace: float = 5.0, log_level: str = "info", server: str = "modelmart") -> int:
+                  grace: float = 5.0, log_level: str = "info", server: str = "modelmart",
+                  max_per_peer: int | None = None) -> int:
     """Run ``workers`` processes, each serving ``app_from_env()`` on its own listener bound
     with SO_REUSEPORT, so the kernel spreads connections over them. A worker that dies is
     started again; SIGINT/SIGTERM stop them all (each finishes its requests in flight)."""
     bind_check(host, port)  # fail here, once, rather than in every worker
     argv = [sys.executable, "-m", "modelmart.api.workers", "--host", host, "--port", str(port),
             "--grace", str(grace), "--log-level", log_level, "--server", server] + (
-                ["--access-log"] if access_log else [])
+                ["--access-log"] if access_log else []) + (
+                ["--max-per-peer", str(max_per_peer)] if max_per_peer is not None else [])
     stopping = False
 
     def stop(*_):
@@ -136,12 +139,13 @@ def _worker_main() -> None:
     parser.add_argument("--access-log", action="store_true")
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--server", choices=SERVERS, default="modelmart")
+    parser.add_argument("--max-per-peer", type=int, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(levelname)s %(name)s[%(process)d]: %(message)s")
     run_server(app_from_env(), args.host, args.port, server=args.server,
                access_log=args.access_log, reuse_port=True, grace=args.grace,
-               log_level=args.log_level)
+               log_level=args.log_level, max_per_peer=args.max_per_peer)
 
 
 if __name__ == "__main__":

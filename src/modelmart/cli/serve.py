@@ -80,11 +80,13 @@ def serve(args) -> int:
     try:
         if args.workers > 1:
             return serve_workers(args.workers, args.host, args.port, access_log=args.access_log,
-                                 log_level=args.log_level, server=args.server)
+                                 log_level=args.log_level, server=args.server,
+                                 max_per_peer=args.max_per_peer)
         from modelmart.api.app import app_from_env
 
         run_server(app_from_env(), args.host, args.port, server=args.server,
-                   access_log=args.access_log, log_level=args.log_level)
+                   access_log=args.access_log, log_level=args.log_level,
+                   max_per_peer=args.max_per_peer)
     except OSError as exc:
         print(f"modelmart: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
@@ -115,4 +117,7 @@ def register(sub) -> None:
     p.add_argument("--server", choices=["modelmart", "uvicorn"], default="modelmart",
                    help="the HTTP server: modelmart's own (default) or uvicorn "
                    "(pip install 'modelmart[uvicorn]')")
+    p.add_argument("--max-per-peer", type=int, default=None, metavar="N",
+                   help="open connections per client address at most (default 2048; 0: no "
+                   "cap, e.g. behind a proxy that is every client's address)")
     p.set_defaults(func=serve)
