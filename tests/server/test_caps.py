@@ -57,7 +57,7 @@ def test_idle_connections_by_the_thousand_do_not_keep_new_clients_out(nofile):
         finally:
             for sock in socks:
                 sock.close()
-    assert len(socks) > 5_000, f"only {len(socks)} connections could be opened"
+    assert len(socks) >= 0.9 * count, f"only {len(socks)} of {count} connections were opened"
     probe.result.assert_healthy()
 
 
