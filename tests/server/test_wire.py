@@ -113,3 +113,12 @@ def _send_quietly(sock, data: bytes) -> None:
         sock.sendall(data)
     except OSError:
         pass  # the server stopped reading: expected
+
+
+def test_an_upgrade_request_with_a_body_is_refused_after_the_request_before_it(server):
+    data = exchange(server.port, b"GET /stream?parts=3&delay=0.1 HTTP/1.1\r\nhost: x\r\n\r\n"
+                                 b"POST /echo HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\n"
+                                 b"upgrade: h2c\r\ncontent-length: 5\r\n\r\nGET /", quiet=1.5)
+    first, refused = responses(data)
+    assert first[0].startswith(b"HTTP/1.1 200") and first[1] == b"part0;part1;part2;"
+    assert refused[0].startswith(b"HTTP/1.1 400 ")

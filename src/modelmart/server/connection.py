@@ -127,8 +127,9 @@ class Connection(RequestParser):
         self.stash = b""
         self._hold()
         cycle = self.cycle
-        if self.in_body and cycle is not None:
-            # Its head was handed over, its body is broken.
+        if self.in_body and cycle is not None and not cycle.body_done:
+            # Its head was handed over, its body is broken (not so a request refused at its
+            # head's end, like an upgrade with a body: the last cycle is an earlier one).
             if self.pipeline and self.pipeline[-1] is cycle:
                 self.pipeline.pop()
             else:

@@ -128,7 +128,6 @@ class RequestParser(asyncio.Protocol):
         parser = self.parser
         headers, self.headers = self.headers, None
         self.head_since = 0.0
-        self.in_body = True
         self.stalled = 0
         parsed = httptools.parse_url(self.url)
         raw_path = parsed.path
@@ -155,6 +154,7 @@ class RequestParser(asyncio.Protocol):
         if server.extras:
             self._extras(scope, cycle)
         self.cycle = cycle
+        self.in_body = True
         self._dispatch(cycle)
 
     def _extras(self, scope: dict, cycle: Cycle) -> None:
