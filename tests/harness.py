@@ -1,5 +1,5 @@
-"""Run a real modelmart server (``api/server.py``, loopback, a free port) in a background thread, with
-its own SQLite database, journal and a customer key."""
+"""Run a real modelmart server (``modelmart.server``, or uvicorn; loopback, a free port) in a
+background thread, with its own SQLite database, journal and a customer key."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from modelmart.api.app import create_app
-from modelmart.api.server import Server
+from modelmart.server import Server
 from modelmart.api.settings import Settings
 from modelmart.catalog.loader import parse_catalog
 from modelmart.store.base import open_store
@@ -40,8 +40,12 @@ def provision_aws_key(url: str, customer: str = "acme", **key_options) -> tuple[
 
 
 class GatewayServer:
+    """The gateway on loopback, served by modelmart's own server or (``server="uvicorn"``)
+    by uvicorn."""
+
     def __init__(self, catalog_data: dict, *, database_url: str | None = None,
-                 key_options: dict | None = None, **settings) -> None:
+                 key_options: dict | None = None, server: str = "modelmart",
+                 **settings) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="modelmart-test-")
         self.database_url = database_url or f"sqlite:///{Path(self.tmp.name) / 'mm.db'}"
         settings.setdefault("journal_dir", str(Path(self.tmp.name) / "journal"))
@@ -50,8 +54,16 @@ class GatewayServer:
         self.app = create_app(Settings(catalog=parse_catalog(catalog_data),
                                        database_url=self.database_url, **settings))
         self.port = free_port()
-        self.server = Server(self.app, "127.0.0.1", self.port)
-        self._thread = threading.Thread(target=self.server.run, args=(False,), daemon=True)
+        if server == "uvicorn":
+            import uvicorn
+
+            self.server = uvicorn.Server(uvicorn.Config(
+                self.app, host="127.0.0.1", port=self.port, log_config=None,
+                log_level="warning", lifespan="on", proxy_headers=False, loop="asyncio"))
+            self._thread = threading.Thread(target=self.server.run, daemon=True)
+        else:
+            self.server = Server(self.app, "127.0.0.1", self.port)
+            self._thread = threading.Thread(target=self.server.run, args=(False,), daemon=True)
 
     @property
     def url(self) -> str:

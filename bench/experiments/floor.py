@@ -1,5 +1,5 @@
 """The floor under modelmart's own plumbing: a pass-through (parse the JSON, forward, parse,
-re-encode) on ``api/server.py`` and ``providers/h1.py``, with no gateway logic, measured
+re-encode) on ``modelmart.server`` and ``providers/h1.py``, with no gateway logic, measured
 like ``cpu_per_request.py``. The gap between this and modelmart is the gateway's own work.
 
     python bench/experiments/floor.py            # JSON at concurrency 16
@@ -20,7 +20,7 @@ HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-fake"
 def serve(port: int, upstream: str) -> None:
     import orjson
 
-    from modelmart.api.server import Server
+    from modelmart.server import Server
     from modelmart.providers.h1 import Client
 
     client: list[Client] = []

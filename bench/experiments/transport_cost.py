@@ -1,6 +1,6 @@
 """What the HTTP plumbing alone costs per request, with no gateway logic: CPU µs per request
 of (1) a server answering a fixed JSON body — uvicorn, aiohttp's server and modelmart's
-``api/server.py`` behind the same trivial ASGI app — under wrk at concurrency 16, and (2) a
+``modelmart.server`` behind the same trivial ASGI app — under wrk at concurrency 16, and (2) a
 client POSTing small JSON over kept-alive loopback connections — aiohttp's client and
 modelmart's ``providers/h1.py`` — 16 at a time against a raw httptools server.
 
@@ -71,7 +71,7 @@ def serve(kind: str, port: int) -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
     elif kind == "modelmart":
-        from modelmart.api.server import Server
+        from modelmart.server import Server
 
         Server(asgi_app, "127.0.0.1", port, lifespan=False).run()
 

@@ -55,7 +55,7 @@ _GEMINI_PATH = re.compile(rb"/v1(?:beta)?/models/([^/:]+):(generateContent|strea
 
 
 class App:
-    """The gateway as an ASGI callable (served by ``api/server.py``, or any ASGI server).
+    """The gateway as an ASGI callable (served by ``modelmart.server``, or any ASGI server).
     Providers start in the lifespan startup."""
 
     def __init__(self, settings: Settings) -> None:
@@ -321,5 +321,5 @@ def create_app(settings: Settings | None = None) -> App:
 
 
 def app_from_env() -> App:
-    """The app of one ``serve --workers N`` worker (``api/server.py``): settings from the env."""
+    """The app of one ``serve --workers N`` worker (``modelmart.server``): settings from the env."""
     return create_app(Settings.from_env())

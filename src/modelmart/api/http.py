@@ -120,7 +120,7 @@ async def run_stream(receive: Receive, scope: Scope | None, body: Coroutine[Any,
     return await _run_with_watcher(body, close, receive)
 
 
-# Offered by modelmart's own server (``api/server.py``): ``watch(callback)`` calls
+# Offered by modelmart's own server (``modelmart.server``): ``watch(callback)`` calls
 # ``callback()`` once if the client goes away, and returns a function that stops watching;
 # ``task`` is the task running the app (``asyncio.current_task()`` costs a system call on
 # Python 3.11). With it a stream needs no second task listening for ``http.disconnect``.

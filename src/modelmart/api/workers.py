@@ -1,6 +1,7 @@
 """``modelmart serve --workers N``: N processes, each serving the app from the environment
 with its own ``SO_REUSEPORT`` listener, so the kernel spreads connections over them; this
-process watches them, starts a dead one again, and stops them all on SIGINT/SIGTERM."""
+process watches them, starts a dead one again, and stops them all on SIGINT/SIGTERM. Each
+runs modelmart's own server or uvicorn (``run_server``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,58 @@ import subprocess
 import sys
 import time
 
-from .server import Server
+from modelmart.server import Limits, Server, raise_nofile_limit
 
 log = logging.getLogger("modelmart.server")
+
+SERVERS = ("modelmart", "uvicorn")
+
+
+def run_server(app, host: str, port: int, *, server: str = "modelmart",
+               access_log: bool = False, grace: float = 5.0, reuse_port: bool = False,
+               log_level: str = "info", max_per_peer: int | None = None) -> None:
+    """Serve ``app`` in this process until SIGINT/SIGTERM, with modelmart's own server or
+    uvicorn. Raises OSError when the port can't be listened on, SystemExit when the app's
+    startup failed."""
+    raise_nofile_limit()  # the soft default of 1,024 descriptors is far too few for a server
+    if server == "uvicorn":
+        _run_uvicorn(app, host, port, access_log=access_log, grace=grace,
+                     reuse_port=reuse_port, log_level=log_level)
+        return
+    limits = Limits() if max_per_peer is None else Limits(max_per_peer=max_per_peer)
+    Server(app, host, port, limits=limits, access_log=access_log, reuse_port=reuse_port,
+           grace=grace).run()
+
+
+def _run_uvicorn(app, host: str, port: int, *, access_log: bool, grace: float,
+                 reuse_port: bool, log_level: str) -> None:
+    try:
+        import uvicorn
+    except ImportError:
+        raise SystemExit("modelmart: --server uvicorn needs uvicorn: "
+                         "pip install 'modelmart[uvicorn]'") from None
+    # Our logging, client addresses as the sockets say (like modelmart's server); uvloop and
+    # httptools when installed (uvicorn's "auto").
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level,
+                            access_log=access_log, lifespan="on", proxy_headers=False,
+                            timeout_graceful_shutdown=grace, backlog=4096)
+    server = uvicorn.Server(config)
+    sockets = None
+    if reuse_port:  # each worker its own listener, as with modelmart's server
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sockets = [socket.create_server((host, port), family=family, backlog=4096,
+                                        reuse_port=True)]
+    # uvicorn raises the signal that stopped it again once it has shut down, for whatever
+    # handler was there before: a no-op, so serve's cleanup (ledger writer, coordinator)
+    # still runs and the exit is a clean 0.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=sockets)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not server.started:
+        raise SystemExit(3)  # the app's startup failed, or the port couldn't be had (logged)
 
 
 def bind_check(host: str, port: int) -> None:
@@ -26,14 +76,16 @@ def bind_check(host: str, port: int) -> None:
 
 
 def serve_workers(workers: int, host: str, port: int, *, access_log: bool = False,
-                  grace: float = 5.0, log_level: str = "info") -> int:
+                  grace: float = 5.0, log_level: str = "info", server: str = "modelmart",
+                  max_per_peer: int | None = None) -> int:
     """Run ``workers`` processes, each serving ``app_from_env()`` on its own listener bound
     with SO_REUSEPORT, so the kernel spreads connections over them. A worker that dies is
     started again; SIGINT/SIGTERM stop them all (each finishes its requests in flight)."""
     bind_check(host, port)  # fail here, once, rather than in every worker
     argv = [sys.executable, "-m", "modelmart.api.workers", "--host", host, "--port", str(port),
-            "--grace", str(grace), "--log-level", log_level] + (
-                ["--access-log"] if access_log else [])
+            "--grace", str(grace), "--log-level", log_level, "--server", server] + (
+                ["--access-log"] if access_log else []) + (
+                ["--max-per-peer", str(max_per_peer)] if max_per_peer is not None else [])
     stopping = False
 
     def stop(*_):
@@ -86,11 +138,14 @@ def _worker_main() -> None:
     parser.add_argument("--grace", type=float, default=5.0)
     parser.add_argument("--access-log", action="store_true")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--server", choices=SERVERS, default="modelmart")
+    parser.add_argument("--max-per-peer", type=int, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(levelname)s %(name)s[%(process)d]: %(message)s")
-    Server(app_from_env(), args.host, args.port, access_log=args.access_log, reuse_port=True,
-           grace=args.grace).run()
+    run_server(app_from_env(), args.host, args.port, server=args.server,
+               access_log=args.access_log, reuse_port=True, grace=args.grace,
+               log_level=args.log_level, max_per_peer=args.max_per_peer)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """``modelmart serve``: first-run setup, the limits coordinator for several workers, the
-ledger writer for SQLite, and the server (``api/server.py``)."""
+ledger writer for SQLite, and the server (``modelmart.server``)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import shutil
@@ -36,6 +37,10 @@ async def first_run(database_url: str | None) -> list[str]:
 
 
 def serve(args) -> int:
+    if args.server == "uvicorn" and importlib.util.find_spec("uvicorn") is None:
+        print("modelmart: --server uvicorn needs uvicorn: pip install 'modelmart[uvicorn]'",
+              file=sys.stderr)
+        return 2
     if args.config:
         os.environ["MODELMART_CONFIG"] = os.path.abspath(args.config)
     if args.database:
@@ -70,20 +75,24 @@ def serve(args) -> int:
     print(f"modelmart serving on http://{args.host}:{args.port} "
           f"(OpenAI: /v1/chat/completions, Anthropic: /v1/messages, admin: /admin/v1)",
           file=sys.stderr)
-    from modelmart.api.server import Server
-    from modelmart.api.workers import serve_workers
+    from modelmart.api.workers import run_server, serve_workers
 
     try:
         if args.workers > 1:
             return serve_workers(args.workers, args.host, args.port, access_log=args.access_log,
-                                 log_level=args.log_level)
+                                 log_level=args.log_level, server=args.server,
+                                 max_per_peer=args.max_per_peer)
         from modelmart.api.app import app_from_env
 
-        Server(app_from_env(), args.host, args.port, access_log=args.access_log).run()
+        run_server(app_from_env(), args.host, args.port, server=args.server,
+                   access_log=args.access_log, log_level=args.log_level,
+                   max_per_peer=args.max_per_peer)
     except OSError as exc:
         print(f"modelmart: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
-    except SystemExit as exc:  # the app's startup failed (logged)
+    except SystemExit as exc:  # the app's startup failed (logged), or uvicorn is missing
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
         return exc.code if isinstance(exc.code, int) else 1
     finally:
         if writer is not None:
@@ -105,4 +114,10 @@ def register(sub) -> None:
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error", "critical"])
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--server", choices=["modelmart", "uvicorn"], default="modelmart",
+                   help="the HTTP server: modelmart's own (default) or uvicorn "
+                   "(pip install 'modelmart[uvicorn]')")
+    p.add_argument("--max-per-peer", type=int, default=None, metavar="N",
+                   help="open connections per client address at most (default 2048; 0: no "
+                   "cap, e.g. behind a proxy that is every client's address)")
     p.set_defaults(func=serve)

@@ -1,4 +1,4 @@
-"""``api/server.py``: the HTTP/1.1 server, driven over raw sockets and with the official
+"""``modelmart.server``: the HTTP/1.1 server, driven over raw sockets and with the official
 clients, against small ASGI apps that show each behaviour."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from modelmart.api.server import Server
+from modelmart.server import Limits, Server
 from tests.fakes.script import free_port
 
 
@@ -71,7 +71,7 @@ class Recorder:
 @pytest.fixture
 def served():
     app = Recorder()
-    server = Server(app, "127.0.0.1", free_port(), keepalive=1.0, grace=3.0)
+    server = Server(app, "127.0.0.1", free_port(), limits=Limits(keepalive=1.0), grace=3.0)
     thread = threading.Thread(target=server.run, args=(False,), daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -167,11 +167,12 @@ def test_oversized_headers_get_a_431(served):
     assert out.startswith(b"HTTP/1.1 431 ")
 
 
-def test_head_replies_carry_no_body(served):
+def test_head_replies_carry_no_body_but_the_length_get_would_have(served):
     _, server = served
     out = raw(server, b"HEAD /h HTTP/1.1\r\nhost: x\r\n\r\n")
     head, _, rest = out.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 201") and b"content-length: 0" in head and rest == b""
+    # The app's body would be b"/h 0": four bytes, none of them sent.
+    assert head.startswith(b"HTTP/1.1 201") and b"content-length: 4" in head and rest == b""
 
 
 def test_an_app_error_is_a_500_and_the_server_lives_on(served):
@@ -226,11 +227,11 @@ async def test_every_waiting_connection_is_accepted_at_once():
     # Event loops' own servers accept one connection per loop iteration; under load an
     # iteration is long, and clients connecting together waited seconds. The listener takes
     # all of them when its socket is readable.
-    from modelmart.api import server as server_module
+    from modelmart.server.listener import Listener
 
     server = Server(Recorder(), "127.0.0.1", 0)
     server.loop = asyncio.get_running_loop()
-    listener = server_module._Listener(server)
+    listener = Listener(server)
     server.loop.remove_reader(listener.sock.fileno())  # one accept call, by hand
     port = listener.sock.getsockname()[1]
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
@@ -242,6 +243,33 @@ async def test_every_waiting_connection_is_accepted_at_once():
     finally:
         for c in clients:
             c.close()
-        for conn in list(server.connections):
-            conn._close()
+        for conn in server.connections:
+            conn.evict()
         listener.close()
+
+
+def test_a_request_leaves_no_garbage_for_the_cycle_collector():
+    # Every request of the server before was a reference cycle (its scope held a method of
+    # its cycle), freed only by the cyclic garbage collector, whose full passes then stalled
+    # the event loop for 50-100 ms under a pipelining flood. Refcounting frees them now.
+    import gc
+
+    from .asgi import app
+    from .serving import serve
+
+    with serve(app) as served, served.connect() as sock:
+        gc.collect()
+        gc.disable()
+        try:
+            for path in (b"/health", b"/echo", b"/stream"):
+                for _ in range(50):
+                    sock.sendall(b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nab"
+                                 % path)
+                    reply = b""
+                    while not (reply.endswith(b"0\r\n\r\n") or reply.endswith(b"\r\n\r\nok")
+                               or reply.endswith(b"\r\n\r\n2")):
+                        reply += sock.recv(65536)
+            time.sleep(0.2)
+            assert gc.collect() == 0
+        finally:
+            gc.enable()
