@@ -136,7 +136,8 @@ class ServeProcess:
     """``modelmart serve`` in its own process group, cwd ``folder``, logs in ``folder``."""
 
     def __init__(self, folder: Path, config: Path, database: str, *, workers: int = 1,
-                 env: dict | None = None, journal_dir: Path | None = None) -> None:
+                 env: dict | None = None, journal_dir: Path | None = None,
+                 extra_args: list[str] | None = None) -> None:
         self.folder = folder
         self.port = free_port()
         self.log_path = folder / f"serve-{self.port}.log"
@@ -149,7 +150,7 @@ class ServeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "modelmart.cli.main", "serve", "--config", str(config),
              "--database", database, "--port", str(self.port), "--workers", str(workers),
-             "--log-level", "warning"],
+             "--log-level", "warning", *(extra_args or [])],
             cwd=folder, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True)
 

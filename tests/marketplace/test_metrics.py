@@ -124,3 +124,71 @@ def test_ready_fails_when_no_deployment_is_usable(fake_openai):
         assert httpx.get(f"{gateway.url}/health").status_code == 200  # alive, not ready
     finally:
         gateway.stop()
+
+
+def test_serve_with_workers_answers_metrics_for_all_on_a_port_of_its_own(fake_openai, tmp_path):
+    """``serve --workers 2 --metrics-port P``: each worker publishes its figures, any worker
+    answers a scrape for all; no admin key on that port; JSON logs carry request ids."""
+    import json
+
+    from tests.fakes.script import free_port
+    from tests.marketplace.helpers import (
+        UPSTREAM_KEY, ServeProcess, cli, cli_key, write_config,
+    )
+
+    config = write_config(tmp_path, {"bundled_model": False, "models": {"m": {
+        "provider": "openai", "base_url": f"{fake_openai.base_url}/v1", "api_key": UPSTREAM_KEY,
+        "cost": {"input": "1", "output": "2", "cache_read": "1", "cache_write": "1"}}}})
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    cli("customers", "create", "metered", "--database", db)
+    key = cli_key(db, "metered")["secret"]
+    port = free_port()
+    server = ServeProcess(tmp_path, config, db, workers=2,
+                          extra_args=["--metrics-port", str(port), "--log-format", "json",
+                                      "--log-level", "info"])
+    try:
+        server.wait_ready()
+        for _ in range(20):  # fresh connections: the kernel spreads them over both workers
+            assert httpx.post(f"{server.url}/v1/chat/completions", timeout=10,
+                              headers={"authorization": f"Bearer {key}"},
+                              json={"model": "m", "messages": MSG}).status_code == 200
+
+        def total() -> float:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            return sum(s.value for f in text_string_to_metric_families(text)
+                       for s in f.samples if s.name == "modelmart_requests_total")
+        poll(lambda: total() == 20, 5.0, 0.2, "both workers' requests in one scrape")
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 404
+        lines = [json.loads(line) for line in server.log().splitlines()
+                 if line.startswith("{")]
+        assert any("ready" in entry["message"] for entry in lines), server.log()[:2000]
+    finally:
+        server.stop()
+
+
+def test_log_lines_of_a_request_carry_its_id(fake_openai, caplog):
+    """A warning logged while a request is served (here: the upstream rejects the gateway's
+    key) carries that request's id, in text and JSON logs alike."""
+    import json
+    import logging
+
+    from modelmart.api import logs
+    from tests.harness import GatewayServer
+
+    logs.stamp_records()
+    catalog = {"bundled_model": False, "models": {"locked": {
+        "provider": "openai", "base_url": f"{fake_openai.base_url}/v1", "api_key": "sk-wrong",
+        "cost": {"input": "1", "output": "1", "cache_read": "1", "cache_write": "1"}}}}
+    gateway = GatewayServer(catalog).start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            resp = httpx.post(f"{gateway.url}/v1/chat/completions",
+                              headers={"authorization": f"Bearer {gateway.key}"},
+                              json={"model": "locked", "messages": MSG})
+        rid = resp.headers["x-request-id"]
+        mine = [r for r in caplog.records if getattr(r, "request_id", None) == rid]
+        assert mine, [(r.getMessage(), getattr(r, "request_id", None)) for r in caplog.records]
+        line = json.loads(logs.JsonFormatter().format(mine[0]))
+        assert line["request_id"] == rid and "sk-wrong" not in line["message"]
+    finally:
+        gateway.stop()

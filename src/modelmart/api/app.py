@@ -74,6 +74,7 @@ class App:
         self.router = Router(self.catalog, self.providers, cost_of=self._routing_cost)
         self.admission = Admission(self)
         self.metrics = Metrics(settings.metrics_dir)
+        self._metrics_server = None
         self.admin = AdminAPI(self)
         self.console = Console(self)
         self.http = None
@@ -127,6 +128,9 @@ class App:
         self.recorder = Recorder(self.store, settings.resolved_journal_dir(), writer=writer)
         await self.recorder.start()
         self.metrics.start()
+        if settings.metrics_port:
+            self._metrics_server = self._serve_metrics(settings.metrics_host,
+                                                       settings.metrics_port)
         self.http = new_session()
         for dep in self.catalog.deployments():
             provider = provider_class(dep.config.kind)(dep.config, self.http)
@@ -136,6 +140,8 @@ class App:
                  len(self.catalog.models), len(self.providers))
 
     async def shutdown(self) -> None:
+        if self._metrics_server is not None:
+            self._metrics_server.should_exit = True
         for task in list(self.background):
             task.cancel()
         for provider in self.providers.values():
@@ -253,8 +259,27 @@ class App:
         await send_json(send, 200 if ready else 503,
                         {"status": "ready" if ready else "not_ready", "checks": checks})
 
-    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.settings.metrics_auth:
+    def _serve_metrics(self, host: str, port: int):
+        """/metrics without the admin key on a port of its own (every worker listens on it
+        with SO_REUSEPORT; each answers for all)."""
+        from modelmart.server import Server
+
+        async def metrics_only(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                return
+            if scope["path"] == "/metrics" and scope["method"] == "GET":
+                await self._metrics(scope, receive, send, auth=False)
+            else:
+                await send_json(send, 404, {"error": "only GET /metrics here"})
+
+        server = Server(metrics_only, host, port, reuse_port=True, lifespan=False,
+                        handle_signals=False)
+        self._watch(server.serve())
+        return server
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send,
+                       auth: bool = True) -> None:
+        if auth and self.settings.metrics_auth:
             try:
                 self.admin.authenticate(scope)
             except GatewayError as err:

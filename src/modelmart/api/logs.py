@@ -21,11 +21,21 @@ TRACE_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "modelmart_trace_id", default=None)
 
 
-class _RequestIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
+def stamp_records() -> None:
+    """Every log record made from now on carries the request id (and trace id) of the task
+    that logged it, whichever handler formats it. Idempotent."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "modelmart", False):
+        return
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = make(*args, **kwargs)
         record.request_id = REQUEST_ID.get()
         record.trace_id = TRACE_ID.get()
-        return True
+        return record
+
+    factory.modelmart = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 class JsonFormatter(logging.Formatter):
@@ -63,7 +73,7 @@ def configure(level: str = "info", fmt: str = "text") -> None:
     """Install the root handler (``modelmart serve`` and its workers)."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(_RequestIdFilter())
+    stamp_records()
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -33,6 +33,9 @@ class Settings:
     metrics_dir: str | None = None
     # /metrics needs the admin key; False when it is served on a port of its own.
     metrics_auth: bool = True
+    # Also serve /metrics, without the admin key, on this port (for Prometheus).
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     # A prebuilt catalog (tests); when None it is loaded from ``config_path``.
     catalog: Catalog | None = field(default=None, repr=False)
 
@@ -52,6 +55,9 @@ class Settings:
             ledger_socket=env.get("MODELMART_LEDGER_SOCKET") or None,
             metrics_dir=env.get("MODELMART_METRICS_DIR") or None,
             metrics_auth=_flag(env.get("MODELMART_METRICS_AUTH"), True),
+            metrics_port=int(env["MODELMART_METRICS_PORT"]) if env.get("MODELMART_METRICS_PORT")
+            else None,
+            metrics_host=env.get("MODELMART_METRICS_HOST") or "127.0.0.1",
         )
 
     def load_catalog(self) -> Catalog:

@@ -6,6 +6,7 @@ runs modelmart's own server or uvicorn (``run_server``)."""
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 import signal
 import socket
@@ -130,6 +131,7 @@ def serve_workers(workers: int, host: str, port: int, *, access_log: bool = Fals
 
 def _worker_main() -> None:
     """One worker of ``serve_workers``: ``python -m modelmart.api.workers --host H --port P``."""
+    from . import logs
     from .app import app_from_env
 
     parser = argparse.ArgumentParser()
@@ -141,8 +143,7 @@ def _worker_main() -> None:
     parser.add_argument("--server", choices=SERVERS, default="modelmart")
     parser.add_argument("--max-per-peer", type=int, default=None)
     args = parser.parse_args()
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(levelname)s %(name)s[%(process)d]: %(message)s")
+    logs.configure(args.log_level, os.environ.get("MODELMART_LOG_FORMAT", "text"))
     run_server(app_from_env(), args.host, args.port, server=args.server,
                access_log=args.access_log, reuse_port=True, grace=args.grace,
                log_level=args.log_level, max_per_peer=args.max_per_peer)

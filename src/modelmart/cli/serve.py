@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import logging
 import os
 import shutil
 import sys
 import tempfile
 
+from modelmart.api import logs
 from modelmart.catalog.loader import CatalogError, load_catalog
 from modelmart.store.base import open_store
 from modelmart.tenancy import accounts
@@ -60,8 +60,16 @@ def serve(args) -> int:
         path = os.path.join(tempfile.mkdtemp(prefix="modelmart-"), "limits.sock")
         coordinator = start_coordinator(path)
         os.environ["MODELMART_COORDINATOR_SOCKET"] = path
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(levelname)s %(name)s[%(process)d]: %(message)s")
+    os.environ["MODELMART_LOG_FORMAT"] = args.log_format  # the workers log alike
+    logs.configure(args.log_level, args.log_format)
+    metrics_dir = None
+    if args.workers > 1:
+        # Each worker publishes its metrics here; any of them answers a scrape for all.
+        metrics_dir = tempfile.mkdtemp(prefix="modelmart-metrics-")
+        os.environ["MODELMART_METRICS_DIR"] = metrics_dir
+    if args.metrics_port:
+        os.environ["MODELMART_METRICS_PORT"] = str(args.metrics_port)
+        os.environ["MODELMART_METRICS_HOST"] = args.metrics_host or args.host
     writer = None
     if os.environ.get("MODELMART_LEDGER_WRITER", "on").lower() not in ("0", "off", "false", "no"):
         # SQLite: one process inserts every worker's usage, so the workers don't (see
@@ -97,6 +105,8 @@ def serve(args) -> int:
     finally:
         if writer is not None:
             writer.stop()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         if coordinator is not None:
             coordinator.stop()
             shutil.rmtree(os.path.dirname(coordinator.socket_path), ignore_errors=True)
@@ -114,6 +124,12 @@ def register(sub) -> None:
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error", "critical"])
     p.add_argument("--access-log", action="store_true", help="log every request")
+    p.add_argument("--log-format", choices=["text", "json"], default="text",
+                   help="json: one JSON object a line, with the request id")
+    p.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                   help="serve /metrics on this port too, without the admin key")
+    p.add_argument("--metrics-host", default=None,
+                   help="the address of --metrics-port (default: --host)")
     p.add_argument("--server", choices=["modelmart", "uvicorn"], default="modelmart",
                    help="the HTTP server: modelmart's own (default) or uvicorn "
                    "(pip install 'modelmart[uvicorn]')")

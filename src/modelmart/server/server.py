@@ -40,11 +40,13 @@ class Server:
                  limits: Limits | None = None, access_log: bool = False,
                  reuse_port: bool = False, backlog: int = 4096, grace: float = 5.0,
                  lifespan: bool = True, root_path: str = "",
-                 sock: socket.socket | None = None) -> None:
+                 sock: socket.socket | None = None, handle_signals: bool = True) -> None:
         self.app, self.host, self.port, self.sock = app, host, port, sock
         self.limits = limits or Limits()
         self.access_log, self.reuse_port, self.backlog = access_log, reuse_port, backlog
         self.grace, self.lifespan, self.root_path = grace, lifespan, root_path
+        # False for a second server in a process whose main one owns SIGINT/SIGTERM.
+        self.handle_signals = handle_signals
         self.connections = Connections(self.limits.connection_cap(), self.limits.max_per_peer,
                                        lambda: self.now)
         self.header_kinds: dict[bytes, int] = {}  # response header names seen (wire.header_kind)
@@ -79,7 +81,8 @@ class Server:
         if self.port == 0:
             self.port = listener.sock.getsockname()[1]
         stop = asyncio.Event()
-        self._install_signals(stop)
+        if self.handle_signals:
+            self._install_signals(stop)
         self.started = True
         every = self._sweep_interval()
         next_sweep = self.now + every
