@@ -17,6 +17,7 @@ from ._validate import (
     want_model,
     want_number,
     want_object,
+    want_shallow_fields,
     want_str,
 )
 from .messages_in import decode_messages
@@ -70,7 +71,7 @@ def decode_request(data: Any) -> Request:
         _check_n(data["n"])
     if not _PASSED_THROUGH_CHECKED.isdisjoint(data):
         _check_passthrough(data)
-    req.extra = {k: v for k, v in data.items() if k not in _KNOWN}
+    req.extra = want_shallow_fields({k: v for k, v in data.items() if k not in _KNOWN})
     if _include_usage(data, req.stream):
         req.extra[INCLUDE_USAGE] = True
     return req
