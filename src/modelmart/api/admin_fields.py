@@ -76,8 +76,9 @@ class Count:
         return _nullable({"type": "integer", "minimum": 1, "maximum": MAX_COUNT}, self.required)
 
 
-# More than 0 and less than MAX_BUDGET_USD, in picodollars at the finest.
+# Less than MAX_BUDGET_USD, in picodollars at the finest; the pattern also says "not 0".
 _USD = re.compile(r"[0-9]{1,6}(\.[0-9]{1,12})?")
+_USD_PATTERN = r"^(?!0*(\.0*)?$)[0-9]{1,6}(\.[0-9]{1,12})?$"
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class Usd:
         return value
 
     def schema(self) -> dict:
-        return _nullable({"type": "string", "pattern": r"^(?!0*(\.0*)?$)[0-9]{1,6}(\.[0-9]{1,12})?$",
+        return _nullable({"type": "string", "pattern": _USD_PATTERN,
                           "description": f'decimal USD, e.g. "25.00": more than 0, less than '
                                          f"{MAX_BUDGET_USD:,}"}, self.required)
 

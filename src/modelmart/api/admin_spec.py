@@ -10,7 +10,8 @@ from modelmart import __version__
 from . import admin_fields as fields
 
 _JSON = "application/json"
-_ERROR = {"description": "error", "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_ERROR = {"description": "error",
+          "content": {_JSON: {"schema": {"$ref": "#/components/schemas/Error"}}}}
 _TEXT = {"type": "string"}
 _INT = {"type": "integer"}
 _NUMBER = {"type": "number"}
@@ -89,7 +90,8 @@ def openapi_spec() -> dict:
                     ("customer", "query", False, _NAME, "only this customer's keys"),
                     ("include_revoked", "query", False, _FLAG, "true to include revoked keys")]),
                 "post": _op("Create an API key (the secret is in the response, once)",
-                            body=fields.body_schema(fields.KEY, **fields.KEY_RULES), ok="201", ok_schema=_NEW_KEY,
+                            body=fields.body_schema(fields.KEY, **fields.KEY_RULES), ok="201",
+                            ok_schema=_NEW_KEY,
                             errors=("400", "401", "403", "404", "413"))},
             f"{p}/keys/{{key}}": {"delete": _op(
                 "Revoke a key by id or prefix", ok_schema=_object(
@@ -114,9 +116,9 @@ def openapi_spec() -> dict:
                 "Revenue, provider cost and margin per provider and model", params=[_MONTH],
                 ok_schema=_object(month=_TEXT, period=_PERIOD, by_provider=_list(_MARGIN_ROW),
                                   by_model=_list(_MARGIN_ROW), total=_MARGIN_ROW))},
-            f"{p}/models": {"get": _op("Models, their deployments and each deployment's health",
-                                       ok_schema=_list(_object(id=_TEXT, strategy=_TEXT,
-                                                               deployments=_list({"type": "object"}))))},
+            f"{p}/models": {"get": _op(
+                "Models, their deployments and each deployment's health", ok_schema=_list(
+                    _object(id=_TEXT, strategy=_TEXT, deployments=_list({"type": "object"}))))},
         },
     }
 
