@@ -349,6 +349,10 @@ def schema_request(schema: dict) -> Request:
      "200 properties"),
     ({"anyOf": [{"type": "integer"}] * 2500}, "2502 objects and arrays"),
     ({"enum": ["x" * 1000] * 300}, "grammar of"),
+    # llama-cpp-python's converter looped forever on a "]" or "}" that closes nothing.
+    ({"type": "string", "pattern": "^]$"}, "']' that closes nothing"),
+    ({"type": "string", "pattern": "^[]]$"}, "']' that closes nothing"),
+    ({"type": "string", "pattern": "^ab}$"}, "'}' that closes nothing"),
 ])
 async def test_schemas_whose_grammar_is_too_large_are_refused(local, schema, fragment):
     with pytest.raises(InvalidRequest) as err:

@@ -5,7 +5,9 @@ The converter writes every repetition out: ``minLength: 20000000`` made a 100 MB
 (500 MB and 2.5 s to build), ``maxLength`` nests one group per character (llama.cpp's parser
 refuses 1,024 of them), and an object's optional properties cost quadratically (200 of
 them: 0.8 MB, 0.7 s to parse). So a schema is measured before it is converted, and the
-grammar after; what is too large is a 400 that says which bound it passed.
+grammar after; what is too large is a 400 that says which bound it passed. And the
+converter loops forever on a ``]`` or ``}`` that closes nothing in a ``pattern`` (one
+request, one thread spinning for good), so patterns are read first the way it reads them.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def check_size(schema: Any, param: str) -> None:
             repeats += _repeat(node.get(key), key, param)
         pattern = node.get("pattern")
         if isinstance(pattern, str):
+            _check_pattern(pattern, param)
             for match in _QUANTIFIER.finditer(pattern):
                 repeats += sum(_repeat(int(n), "a {n,m} in pattern", param)
                                for n in match.groups() if n)
@@ -102,6 +105,30 @@ def check_size(schema: Any, param: str) -> None:
         raise InvalidRequest(f"the JSON schema asks for {repeats} repetitions in all (minLength, "
                              f"maxItems, {{n,m}} ...); the bundled model's grammar takes at most "
                              f"{MAX_REPEATS}", param=param)
+
+
+def _check_pattern(pattern: str, param: str) -> None:
+    """Refuses a ``]`` or ``}`` outside a character class or a quantifier: tokenized as the
+    converter tokenizes (escapes take two characters, ``[...]`` and ``{...}`` are read
+    whole), no other branch of its loop consumes one."""
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+        elif c == "[":
+            i += 1
+            while i < n and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+            i += 1
+        elif c == "{":
+            end = pattern.find("}", i)
+            i = n if end < 0 else end + 1
+        elif c in "]}":
+            raise InvalidRequest(f"unsupported JSON schema: pattern {pattern[:100]!r} has a "
+                                 f"{c!r} that closes nothing (at {i})", param=param)
+        else:
+            i += 1
 
 
 def _repeat(value: Any, key: str, param: str) -> int:
