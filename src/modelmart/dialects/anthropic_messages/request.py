@@ -41,7 +41,9 @@ def decode_request(data: Any) -> Request:
     if data.get("stream") is not None:
         req.stream = check.boolean(data["stream"], "stream")
     req.user = _decode_user(data.get("metadata"))
-    req.extra = check.shallow_fields({k: v for k, v in data.items() if k not in _KNOWN_FIELDS})
+    req.extra = {k: v for k, v in data.items() if k not in _KNOWN_FIELDS}
+    if req.extra:  # most requests have none: not even a call
+        check.shallow_fields(req.extra)
     _decode_output_settings(data, req)
     return req
 

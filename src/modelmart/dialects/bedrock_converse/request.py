@@ -51,7 +51,9 @@ def decode_request(data: Any, model_id: str, *, stream: bool = False) -> Request
         req.tools, req.tool_choice = decode_tool_config(data["toolConfig"])
     if data.get("outputConfig") is not None:
         req.response_format = decode_output_config(data["outputConfig"])
-    req.extra = check.shallow_fields({k: v for k, v in data.items() if k in PASS_THROUGH})
+    req.extra = {k: v for k, v in data.items() if k in PASS_THROUGH}
+    if req.extra:
+        check.shallow_fields(req.extra)
     if data.get("additionalModelRequestFields") is not None:
         _decode_additional(data["additionalModelRequestFields"], req)
     return req

@@ -71,7 +71,9 @@ def decode_request(data: Any) -> Request:
         _check_n(data["n"])
     if not _PASSED_THROUGH_CHECKED.isdisjoint(data):
         _check_passthrough(data)
-    req.extra = want_shallow_fields({k: v for k, v in data.items() if k not in _KNOWN})
+    req.extra = {k: v for k, v in data.items() if k not in _KNOWN}
+    if req.extra:  # most requests have none: not even a call
+        want_shallow_fields(req.extra)
     if _include_usage(data, req.stream):
         req.extra[INCLUDE_USAGE] = True
     return req
