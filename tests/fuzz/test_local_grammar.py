@@ -1,8 +1,9 @@
-"""JSON schemas for the bundled model's grammar (structured output and forced tool calls):
-mutated schemas, nasty repetition counts and random patterns straight into ``make_plan``,
-which builds the grammar before any token is generated. Each must give a plan or a 400;
-another exception is a 500, and a crash here (llama.cpp once segfaulted on a pattern)
-takes the test run down with it."""
+"""The bundled model's side of a request, up to the first token: ``make_plan`` formats the
+prompt, checks limits and builds the JSON-schema grammar (structured output and forced tool
+calls). Fed mutated schemas (nasty repetition counts, random patterns), and mutated client
+requests of each dialect as their decoders let them through; each must give a plan or a
+400. Another exception is a 500, and a crash here (llama.cpp once segfaulted on a pattern)
+takes the test run down with it. No token is generated: that is what keeps this fast."""
 
 from __future__ import annotations
 
@@ -13,14 +14,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import orjson
+
 from modelmart.core.errors import InvalidRequest
+from modelmart.dialects import anthropic_messages, bedrock_converse, openai_chat
 from modelmart.core.types import Message, Request, ResponseFormat, TextBlock, Tool, ToolChoice
 from modelmart.providers.local.model import LoadedModel, LocalOptions, bundled_model_path
 from modelmart.providers.local.plan import make_plan
 
 from . import seeds
 from .client import Problem
-from .mutate import NUMBERS, JSON_VALUES, _mutate_once
+from .mutate import NUMBERS, JSON_VALUES, _mutate_once, mutated
 from .runs import fuzz_settings
 
 _PATTERN_PARTS = st.sampled_from(("a", "b", "(", ")", "[", "]", "a-z", "{", "}", "|", "*", "+",
@@ -56,8 +60,24 @@ def model():
     return LoadedModel(LocalOptions(model_path=str(bundled_model_path()), n_ctx=512))
 
 
+OPTIONS = LocalOptions(model_path="", n_ctx=512)
+
+
+def plan_status(model, request: Request, tally, surface: str, shown: bytes) -> None:
+    """Counts the plan (200) or the refusal (400); anything else is a problem (500)."""
+    status = 200
+    try:
+        make_plan(model, request, OPTIONS, "m")
+    except InvalidRequest:
+        status = 400
+    except Exception as exc:  # what the API would answer with a 500
+        status = 500
+        tally.problems.append(Problem(surface, f"{type(exc).__name__}: {exc}"[:300],
+                                      shown[:600], 500, b""))
+    tally.count(surface, status)
+
+
 def test_bundled_model_grammar(model, tally):
-    options = LocalOptions(model_path="", n_ctx=512)
     surface = "local-grammar"
 
     @fuzz_settings(300)
@@ -67,16 +87,37 @@ def test_bundled_model_grammar(model, tally):
               else {"response_format": ResponseFormat("json_schema", schema=schema)})
         request = Request(model="m", messages=[Message("user", [TextBlock("hi")])],
                           max_tokens=2, **kw)
-        status = 200
+        plan_status(model, request, tally, surface, repr(schema).encode())
+
+    t0 = time.monotonic()
+    one()
+    tally.seconds[surface] += time.monotonic() - t0
+    problems = tally.of(surface)
+    assert not problems, "\n".join(f"{p.what}\n  for {p.request!r}" for p in problems[:8])
+
+
+DECODERS = {
+    "openai": (openai_chat.decode_request, seeds.openai_chat),
+    "anthropic": (anthropic_messages.decode_request, seeds.anthropic_messages),
+    "bedrock": (lambda data: bedrock_converse.decode_request(data, "m"),
+                seeds.bedrock_converse),
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(DECODERS))
+def test_bundled_model_plans_for_mutated_requests(model, tally, dialect):
+    decode, make_seeds = DECODERS[dialect]
+    surface = f"local-plan-{dialect}"
+
+    @fuzz_settings(300)
+    @given(mutated(make_seeds("m")))
+    def one(body: bytes) -> None:
         try:
-            make_plan(model, request, options, "m")
-        except InvalidRequest:
-            status = 400
-        except Exception as exc:  # what the API would answer with a 500
-            status = 500
-            tally.problems.append(Problem(surface, f"{type(exc).__name__}: {exc}"[:300],
-                                          repr(schema)[:600].encode(), 500, b""))
-        tally.count(surface, status)
+            request = decode(orjson.loads(body))
+        except (orjson.JSONDecodeError, InvalidRequest):
+            tally.count(surface, 400)  # the dialect refuses it before the model sees it
+            return
+        plan_status(model, request, tally, surface, body)
 
     t0 = time.monotonic()
     one()
