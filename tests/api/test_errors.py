@@ -7,6 +7,7 @@ import time
 import anthropic
 import httpx
 import openai
+import orjson
 import pytest
 
 from tests.fakes.script import Reply
@@ -176,3 +177,97 @@ def test_client_disconnect_cancels_upstream(gateway, fakes, model):
     closed_at = time.monotonic()
     assert fake.client_disconnected.wait(2.0), "upstream connection was not closed"
     assert time.monotonic() - closed_at < 1.5
+
+
+# ---- hostile bodies (issue #12): 400s in the caller's dialect, never a 500 ---------------
+
+DEEP = 300  # past orjson's 255 levels on the way out
+
+
+def deep_json(depth: int) -> str:
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+@pytest.mark.parametrize("kind", ['{"a": 1}', '["message"]'])
+def test_responses_item_type_of_another_json_type_is_400(gateway, kind):
+    body = ('{"model": "gpt-fake", "input": [{"type": %s, "role": "user", "content": "x"}]}'
+            % kind).encode()
+    resp = post(gateway, "/v1/responses", body)
+    assert resp.status_code == 400, resp.text
+    err = resp.json()["error"]
+    assert err["type"] == "invalid_request_error" and err["param"] == "input[0].type"
+
+
+@pytest.mark.parametrize("path, body, shape", [
+    (OPENAI_PATH, '{"model": "gpt-fake", "messages": [{"role": "user", "content": "x"}], '
+                  '"tools": [{"type": "function", "function": {"name": "f", "parameters": %s}}]}',
+     "openai"),
+    (OPENAI_PATH, '{"model": "claude-fake", "messages": [{"role": %s, "content": "x"}]}',
+     "openai"),
+    (ANTHROPIC_PATH, '{"model": "gpt-fake", "max_tokens": 5, "messages": [{"role": "user", '
+                     '"content": "x"}], "tools": [{"name": "f", "input_schema": {"type": '
+                     '"object", "properties": %s}}]}', "anthropic"),
+    (ANTHROPIC_PATH, '{"model": "claude-fake", "max_tokens": 5, "messages": [{"role": "user", '
+                     '"content": "x"}], "metadata": {"user_id": "u"}, "thinking": %s}',
+     "anthropic"),
+    ("/v1/responses", '{"model": "claude-fake", "input": "x", "metadata": %s}', "openai"),
+])
+def test_deep_nesting_is_a_400_in_each_dialect(gateway, path, body, shape):
+    """Once a RecursionError (quoting the role) or orjson's recursion limit (encoding the
+    upstream request): a 500."""
+    # 1,000 levels: past Python's recursion limit for repr(), within orjson's for parsing.
+    resp = post(gateway, path, (body % deep_json(1000)).encode())
+    assert resp.status_code == 400, resp.text
+    data = resp.json()
+    if shape == "anthropic":
+        assert data["type"] == "error" and data["error"]["type"] == "invalid_request_error"
+    else:
+        assert data["error"]["type"] == "invalid_request_error"
+
+
+@pytest.fixture(scope="module")
+def aws_key(gateway):
+    akid, secret = gateway.new_aws_key()
+    deadline = time.monotonic() + 5
+    while gateway.app.keys.by_aws_access_key_id(akid) is None:  # the key cache polls
+        assert time.monotonic() < deadline, "new key not picked up"
+        time.sleep(0.05)
+    return akid, secret
+
+
+def converse(gateway, aws_key, model: str, action: str, body: dict | bytes) -> httpx.Response:
+    """A SigV4-signed Converse call as botocore signs it; the body as given (boto3 itself
+    would refuse to serialize an unknown union member)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"{gateway.url}/model/{model}/{action}"
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    request = AWSRequest(method="POST", url=url, data=data,
+                         headers={"content-type": "application/json"})
+    SigV4Auth(Credentials(*aws_key), "bedrock", "us-east-1").add_auth(request)
+    return httpx.post(url, content=data, headers=dict(request.headers.items()), timeout=30)
+
+
+TOOLS = [{"toolSpec": {"name": "f", "inputSchema": {"json": {"type": "object"}}}}]
+
+
+@pytest.mark.parametrize("action", ["converse", "converse-stream"])
+def test_bedrock_unknown_tool_choice_is_a_validation_exception(gateway, aws_key, action):
+    resp = converse(gateway, aws_key, "claude-fake", action, {
+        "messages": [{"role": "user", "content": [{"text": "x"}]}],
+        "toolConfig": {"tools": TOOLS, "toolChoice": {"a": {}}}})
+    assert resp.status_code == 400, resp.text
+    assert resp.headers["x-amzn-errortype"] == "ValidationException"
+    assert "toolConfig.toolChoice" in resp.json()["message"]
+
+
+def test_bedrock_deep_tool_result_json_is_a_validation_exception(gateway, aws_key):
+    """The decoder serialized it: orjson's recursion limit, a 500."""
+    body = ('{"messages": [{"role": "user", "content": [{"toolResult": {"toolUseId": "t", '
+            '"content": [{"json": %s}]}}]}]}' % deep_json(DEEP)).encode()
+    resp = converse(gateway, aws_key, "gpt-fake", "converse", body)
+    assert resp.status_code == 400, resp.text
+    assert resp.headers["x-amzn-errortype"] == "ValidationException"
+    assert "nested deeper than" in resp.json()["message"]

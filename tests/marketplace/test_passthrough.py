@@ -82,3 +82,20 @@ def test_a_cross_dialect_upstream_never_receives_client_fields(priced, scripted)
     _, fake_anthropic = scripted
     _oa(priced).chat.completions.create(model="an-list", messages=MSG, frequency_penalty=0.5)
     assert "frequency_penalty" not in fake_anthropic.received[-1].body
+
+
+def test_dropped_field_names_cannot_break_or_forge_headers(priced, scripted):
+    """A client's field name may hold anything: the header that names dropped fields is
+    percent-encoded and bounded (found by the fuzzer: a non-Latin-1 name was a 500)."""
+    import httpx
+
+    fields = {"naïve \U000ffa32": 1, "evil\r\nset-cookie: x": 2,
+              **{f"f{i:03d}": i for i in range(30)}}
+    resp = httpx.post(f"{priced.url}/v1/chat/completions",
+                      headers={"authorization": f"Bearer {priced.key}"},
+                      json={"model": "oa-list", "messages": MSG, **fields})
+    assert resp.status_code == 200, resp.text
+    value = resp.headers["x-modelmart-dropped-params"]
+    assert "\r" not in value and "\n" not in value and value.isascii()
+    assert "evil%0D%0Aset-cookie" in value and value.endswith("...12 more")
+    assert "set-cookie" not in resp.headers

@@ -327,3 +327,52 @@ async def test_tool_calls_and_results_are_written_as_text_turns():
     assert result == {"role": "user",
                       "content": "Tool get_weather (call call_1) result:\n18C, sunny"}
     assert chat_messages(request, "none")[0] == {"role": "system", "content": "Be brief."}
+
+
+# ---- grammar bounds (issue #12) ---------------------------------------------------------
+
+
+def schema_request(schema: dict) -> Request:
+    return ask("JSON", max_tokens=4, response_format=ResponseFormat("json_schema", schema=schema))
+
+
+@pytest.mark.parametrize("schema, fragment", [
+    # 20,000,000 repetitions written out: 500 MB and 2.5 s before the bound.
+    ({"type": "string", "minLength": 20_000_000}, "minLength 20000000 is more than"),
+    # One nested group per character: llama.cpp's parser refused it (and logged the grammar).
+    ({"type": "string", "maxLength": 1500}, "maxLength 1500 is more than"),
+    ({"type": "array", "items": {"type": "integer"}, "maxItems": 5000}, "maxItems 5000"),
+    ({"type": "string", "pattern": "^a{1,99999}$"}, "a {n,m} in pattern 99999"),
+    ({"type": "object", "properties": {f"p{i}": {"type": "string", "maxLength": 900}
+                                       for i in range(5)}}, "repetitions in all"),
+    ({"type": "object", "properties": {f"p{i}": {"type": "string"} for i in range(200)}},
+     "200 properties"),
+    ({"anyOf": [{"type": "integer"}] * 2500}, "2502 objects and arrays"),
+    ({"enum": ["x" * 1000] * 300}, "grammar of"),
+    # llama-cpp-python's converter looped forever on a "]" or "}" that closes nothing.
+    ({"type": "string", "pattern": "^]$"}, "']' that closes nothing"),
+    ({"type": "string", "pattern": "^[]]$"}, "']' that closes nothing"),
+    ({"type": "string", "pattern": "^ab}$"}, "'}' that closes nothing"),
+])
+async def test_schemas_whose_grammar_is_too_large_are_refused(local, schema, fragment):
+    with pytest.raises(InvalidRequest) as err:
+        await local.complete(schema_request(schema))
+    assert err.value.status == 400 and err.value.param == "response_format"
+    assert fragment in err.value.message, err.value.message
+
+
+async def test_forced_tool_schemas_are_bounded_too(local):
+    tool = Tool("big", None, {"type": "object", "properties": {
+        "s": {"type": "string", "minLength": 10**9}}})
+    with pytest.raises(InvalidRequest) as err:
+        await local.complete(ask("Hi", tools=[tool], tool_choice=ToolChoice("any")))
+    assert err.value.param == "tools" and "minLength 1000000000" in err.value.message
+
+
+async def test_a_schema_at_the_bounds_still_works(local):
+    schema = {"type": "object", "required": ["a"], "properties": {
+        "a": {"type": "string", "maxLength": 1000},
+        **{f"p{i}": {"type": "integer"} for i in range(63)}}}
+    resp = await local.complete(schema_request(schema))
+    assert resp.stop_reason == "max_tokens" and text_of(resp).startswith("{")
+

@@ -3,21 +3,26 @@ models. Authenticated with the admin key; errors in OpenAI's ``{"error": {...}}`
 
 from __future__ import annotations
 
+import logging
+import re
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
 
 from modelmart.core.errors import (
-    AuthenticationFailed, GatewayError, InvalidRequest, NotFound, PermissionDenied,
+    AuthenticationFailed, GatewayError, InternalError, InvalidRequest, NotFound, PermissionDenied,
 )
 from modelmart.dialects import openai_chat
+from modelmart.dialects._checks import shown
 from modelmart.metering import reports
 from modelmart.store.errors import Conflict
 from modelmart.tenancy import accounts
 
 from . import admin_console
 from .admin_evals import EvalsAdmin
+from . import admin_fields as fields
 from .admin_spec import openapi_spec, DOCS_HTML
 from modelmart.core.redact import strip_userinfo
 
@@ -27,32 +32,73 @@ from .http import Receive, Scope, Send, parse_json, read_body, send_json
 if TYPE_CHECKING:
     from .app import App
 
+log = logging.getLogger("modelmart.admin")
+
 PREFIX = "/admin/v1"
-BY_FIELDS = {"model", "day", "month", "key", "customer", "provider", "deployment", "status"}
+# The query parameters of each route (method, first segment, segments).
+QUERY: dict[tuple[str, str, int], tuple[str, ...]] = {
+    ("GET", "customers", 1): (), ("POST", "customers", 1): (),
+    ("GET", "keys", 1): ("customer", "include_revoked"), ("POST", "keys", 1): (),
+    ("DELETE", "keys", 2): (), ("GET", "usage", 1): ("customer", "since", "until", "by"),
+    ("GET", "statements", 2): ("month", "format"), ("GET", "margins", 1): ("month",),
+    ("GET", "models", 1): (),
+}
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
 def _query(scope: Scope) -> dict[str, str]:
+    """The query parameters; one sent empty (``?since=``) is there, and must be valid."""
     raw = scope.get("query_string", b"").decode("latin-1")
-    return {k: v[-1] for k, v in parse_qs(raw).items()}
+    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
 
 
 def _time(value: str | None, name: str) -> float | None:
-    from datetime import datetime, timezone
-
-    if not value:
+    """A ``YYYY-MM-DD`` query parameter as epoch seconds: the start of that day in UTC."""
+    if value is None:
         return None
     try:
-        dt = datetime.fromisoformat(value)
+        if not _DATE.fullmatch(value):
+            raise ValueError
+        return datetime.fromisoformat(value).replace(tzinfo=timezone.utc).timestamp()
     except ValueError:
-        raise InvalidRequest(f"{name}: expected a date like 2026-11-01, got {value!r}",
+        raise InvalidRequest(f"{name}: expected a date like 2026-11-01, got {shown(value)}",
                              param=name) from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _flag(q: dict[str, str], name: str) -> bool:
+    value = q.get(name, "false")
+    if value not in TRUE + FALSE:
+        raise fields.bad(name, f"must be true or false, got {shown(value)}")
+    return value in TRUE
+
+
+def _query_names(spec: dict) -> list[tuple[str, re.Pattern, frozenset[str]]]:
+    """(method, path pattern, the query parameters it declares) for every operation of the
+    OpenAPI document: the routes of other modules (console, evaluations) refuse unknown
+    parameters by what the document says, as the ones here do."""
+    out = []
+    for template, ops in spec["paths"].items():
+        pattern = re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)))
+        for method, op in ops.items():
+            names = frozenset(p["name"] for p in op.get("parameters", ()) if p["in"] == "query")
+            out.append((method.upper(), pattern, names))
+    return out
 
 
 class AdminAPI:
     def __init__(self, app: "App") -> None:
         self.app = app
         self.evals = EvalsAdmin(app)
+        self._declared = _query_names(openapi_spec())
+
+    def check_query(self, method: str, path: str, scope: Scope) -> None:
+        for m, pattern, names in self._declared:
+            if m == method and pattern.fullmatch(path):
+                unknown = sorted(set(_query(scope)) - names)
+                if unknown:
+                    raise fields.bad(unknown[0], "is not a parameter of this route")
+                return
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
@@ -66,6 +112,7 @@ class AdminAPI:
                 await send({"type": "http.response.body", "body": DOCS_HTML.encode()})
                 return
             self.authenticate(scope)
+            self.check_query(method, path, scope)
             if path.startswith(PREFIX + "/evals/"):
                 await self.evals(scope, receive, send)
                 return
@@ -78,6 +125,11 @@ class AdminAPI:
                 await send_json(send, status, orjson.dumps(body, default=str))
         except GatewayError as err:
             status, body = openai_chat.encode_error(err)
+            await send_json(send, status, body)
+        except Exception:  # a bug of ours: logged, and answered in the API's own shape
+            log.exception("admin request %s %s failed", method, path)
+            status, body = openai_chat.encode_error(InternalError("internal error; see the "
+                                                                  "server log"))
             await send_json(send, status, body)
 
     def authenticate(self, scope: Scope) -> None:
@@ -94,8 +146,13 @@ class AdminAPI:
         if not path.startswith(PREFIX + "/"):
             raise NotFound(f"No admin route {method} {path}.")
         parts = path[len(PREFIX) + 1:].split("/")
-        q = _query(scope)
         route = (method, parts[0], len(parts))
+        q = _query(scope)
+        unknown = sorted(set(q) - set(QUERY.get(route, ())))
+        if unknown and route in QUERY:
+            raise InvalidRequest(f"unknown query parameter(s) {', '.join(map(shown, unknown))}"
+                                 f"; expected {', '.join(QUERY[route]) or 'none'}",
+                                 param=unknown[0])
         if route == ("GET", "customers", 1):
             return 200, [self._customer(c) for c in await self.app.store.list_customers()]
         if route == ("POST", "customers", 1):
@@ -131,35 +188,43 @@ class AdminAPI:
         await self.app.refresh_customers()
 
     async def _create_customer(self, data: dict) -> dict:
+        f = fields.check_body(data, fields.CUSTOMER)
         try:
-            c = await accounts.create_customer(self.app.store, data.get("name"),
-                                               rpm=data.get("rpm"), tpm=data.get("tpm"))
+            c = await accounts.create_customer(self.app.store, f["name"], rpm=f["rpm"],
+                                               tpm=f["tpm"])
         except (ValueError, Conflict) as exc:
             raise InvalidRequest(str(exc), status=409 if isinstance(exc, Conflict) else 400) from None
         await self._changed()
         return self._customer(c)
 
+    async def _customer_id(self, q: dict) -> int | None:
+        """The id of the customer named by ``?customer=``, if any."""
+        if "customer" not in q:
+            return None
+        name = fields.Text(required=True).check("customer", q["customer"])
+        customer = await self.app.store.get_customer(name)
+        if customer is None:
+            raise NotFound(f"no customer named {shown(name)}", param="customer")
+        return customer.id
+
     async def _list_keys(self, q: dict) -> list[dict]:
-        customer_id = None
-        if q.get("customer"):
-            customer = await self.app.store.get_customer(q["customer"])
-            if customer is None:
-                raise NotFound(f"no customer named {q['customer']!r}", param="customer")
-            customer_id = customer.id
-        include = q.get("include_revoked", "false").lower() in ("1", "true", "yes")
+        customer_id = await self._customer_id(q)
+        include = _flag(q, "include_revoked")
         keys = await self.app.store.list_keys(customer_id=customer_id, include_revoked=include)
         return [accounts.key_view(k) for k in keys]
 
     async def _create_key(self, data: dict) -> dict:
-        models = data.get("models")
-        if models is not None and not (isinstance(models, list)
-                                       and all(isinstance(m, str) for m in models)):
-            raise InvalidRequest("models must be a list of model ids", param="models")
+        f = fields.check_body(data, fields.KEY)
+        if f["period"] is not None and f["budget_usd"] is None:
+            raise fields.bad("period", "needs budget_usd")
+        if await self.app.store.get_customer(f["customer"]) is None:
+            raise NotFound(f"no customer named {shown(f['customer'])}; create it first",
+                           param="customer")
         try:
             key, secret = await accounts.create_key(
-                self.app.store, str(data.get("customer") or ""), models=models,
-                rpm=data.get("rpm"), tpm=data.get("tpm"), budget_usd=data.get("budget_usd"),
-                period=data.get("period"), aws=bool(data.get("aws")), name=data.get("name"))
+                self.app.store, f["customer"], models=f["models"], rpm=f["rpm"], tpm=f["tpm"],
+                budget_usd=f["budget_usd"], period=f["period"], aws=bool(f["aws"]),
+                name=f["name"])
         except ValueError as exc:
             raise InvalidRequest(str(exc), param=getattr(exc, "field", None)) from None
         await self._changed()
@@ -169,6 +234,9 @@ class AdminAPI:
         return view
 
     async def _revoke(self, ident: str) -> dict:
+        # Ids and prefixes are ASCII: "٣" is no id 3, and no id passes 2**63 - 1.
+        if not ident.isascii() or (ident.isdigit() and int(ident) > fields.MAX_COUNT):
+            raise NotFound(f"no key with id or prefix {shown(ident)}")
         try:
             key = await accounts.revoke_key(self.app.store, ident)
         except ValueError as exc:
@@ -177,31 +245,28 @@ class AdminAPI:
         return {"id": key.id, "prefix": key.prefix, "revoked": True}
 
     async def _usage(self, q: dict) -> list[dict]:
-        by = [b for b in q.get("by", "model").split(",") if b]
-        bad = [b for b in by if b not in BY_FIELDS]
+        by = list(dict.fromkeys(q.get("by", "model").split(",")))  # in order, once each
+        bad = [b for b in by if b not in fields.BY_FIELDS]
         if bad:
-            raise InvalidRequest(f"by: unknown field(s) {', '.join(bad)}; "
-                                 f"allowed: {', '.join(sorted(BY_FIELDS))}", param="by")
-        customer_id = None
-        if q.get("customer"):
-            customer = await self.app.store.get_customer(q["customer"])
-            if customer is None:
-                raise NotFound(f"no customer named {q['customer']!r}", param="customer")
-            customer_id = customer.id
+            raise InvalidRequest(f"by: unknown field(s) {', '.join(map(shown, bad))}; "
+                                 f"allowed: {', '.join(fields.BY_FIELDS)}", param="by")
+        customer_id = await self._customer_id(q)
         return await reports.usage(self.app.store, customer_id=customer_id,
                                    since=_time(q.get("since"), "since"),
                                    until=_time(q.get("until"), "until"), by=by)
 
     @staticmethod
     def _month(q: dict) -> str:
-        month = q.get("month")
-        if not month:
-            raise InvalidRequest("month is required, e.g. ?month=2026-11", param="month")
-        return month
+        return fields.month(q.get("month"))
 
     async def _statement(self, customer: str, q: dict) -> Any:
-        st = await reports.statement(self.app.store, customer, self._month(q))
-        return st.to_csv() if q.get("format") == "csv" else st.to_dict()
+        fmt = q.get("format", "json")
+        if fmt not in ("json", "csv"):
+            raise fields.bad("format", f"must be json or csv, got {shown(fmt)}")
+        month = self._month(q)
+        st = await reports.statement(self.app.store, fields.Text(required=True).check(
+            "customer", customer), month)
+        return st.to_csv() if fmt == "csv" else st.to_dict()
 
     def _models(self) -> list[dict]:
         health = self.app.router.health() if hasattr(self.app.router, "health") else {}

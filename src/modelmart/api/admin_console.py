@@ -118,12 +118,14 @@ def spec_paths(prefix: str, op) -> dict:
         f"{p}/overview": {"get": op(
             "Requests, tokens, revenue, cost, margin, error and refusal rates today, this "
             "month and over a range; a series per hour or day; top customers and models",
-            params=_RANGE)},
+            params=_RANGE, constraints="until after since, at most 400 days apart")},
         f"{p}/ledger": {"get": op(
             "Ledger rows, newest first, with the totals of every row the filter selects",
             params=[*_FILTERS, ("limit", "query", False, "rows a page, 1-1000 (100)"),
                     ("before", "query", False, "the 'next' value of the previous page"),
-                    ("format", "query", False, "json (default) or csv: every row")])},
+                    ("format", "query", False, "json (default) or csv: every row")],
+            constraints="until after since; before is a previous page's next value; a "
+                        "customer or key that does not exist is a 400")},
         f"{p}/catalog": {"get": op(
             "Models, deployments, prices and costs with effective dates, capabilities, health")},
         f"{p}/health": {"get": op("Each deployment's live health, by deployment name")},
@@ -131,8 +133,10 @@ def spec_paths(prefix: str, op) -> dict:
             "Each customer's spend this month and in all; each key's against its budget")},
         f"{p}/keys/{{key}}": {"patch": op(
             "Change a key's rpm, tpm, models, budget or name (servers follow within a second)",
-            params=[("key", "path", True, "key id or prefix")], body=_KEY_PATCH)},
+            params=[("key", "path", True, "key id or prefix")], body=_KEY_PATCH,
+            constraints="a period needs a budget; models must be in the catalog")},
         f"{p}/customers/{{customer}}": {"patch": op(
             "Change a customer's rpm and tpm (across all its keys)",
-            params=[("customer", "path", True, "customer name")], body=_CUSTOMER_PATCH)},
+            params=[("customer", "path", True, "customer name")], body=_CUSTOMER_PATCH,
+            constraints="the limits of a customer's keys are not checked against it")},
     }

@@ -35,16 +35,22 @@ REPORT_FILES = {"summary.md": b"text/markdown; charset=utf-8",
 
 def _query(scope: Scope) -> dict[str, str]:
     raw = scope.get("query_string", b"").decode("latin-1")
-    return {k: v[-1] for k, v in parse_qs(raw).items()}
+    return {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+
+
+_BOUNDS = {"run": (1, 2**63 - 1), "seed": (0, 2**32 - 1), "limit": (1, 1000),
+           "offset": (0, 2**63 - 1)}
 
 
 def _int(value: str | None, name: str, default: int | None = None) -> int | None:
-    if value is None or value == "":
+    """A decimal integer within the bounds the OpenAPI document states (ASCII digits only:
+    ``int()`` would take other scripts' digits too)."""
+    if value is None:  # ?seed= (empty) is not a missing seed: it is refused below
         return default
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer, got {value!r}", param=name) from None
+    low, high = _BOUNDS[name]
+    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
+        raise InvalidRequest(f"{name} must be an integer from {low} to {high}", param=name)
+    return int(value)
 
 
 class EvalsAdmin:
@@ -88,7 +94,7 @@ class EvalsAdmin:
         fmt = q.get("format", "json")
         if fmt not in ("json", "md"):
             raise InvalidRequest("format must be json or md", param="format")
-        board = await leaderboard(evals, task=q.get("task") or None,
+        board = await leaderboard(evals, task=q.get("task"),
                                   seed=_int(q.get("seed"), "seed", 0))
         if fmt == "md":
             await self._text(send, render(board, "md"), b"text/markdown; charset=utf-8")
@@ -131,8 +137,10 @@ def openapi_paths(prefix: str = "/admin/v1") -> dict:
     """The OpenAPI entries of these routes, for ``admin_spec.openapi_spec``."""
     from .admin_spec import _op
 
-    run = ("run", "path", True, "evaluation run id")
-    seed = ("seed", "query", False, "bootstrap seed (default 0)")
+    integer = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+    run = ("run", "path", True, {**integer, "minimum": 1}, "evaluation run id")
+    seed = ("seed", "query", False, {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+            "bootstrap seed (default 0)")
     return {
         f"{prefix}/evals/runs": {"get": _op("Evaluation runs", params=[
             ("task", "query", False, "only this task's runs")])},
@@ -143,13 +151,17 @@ def openapi_paths(prefix: str = "/admin/v1") -> dict:
         f"{prefix}/evals/runs/{{run}}/records": {"get": _op(
             "A run's item-level records (prompt, output, score, tokens, cost, latency, "
             "request ids)", params=[run, ("model", "query", False, "one model's records"),
-                                   ("limit", "query", False, "at most this many (1000)"),
-                                   ("offset", "query", False, "skip this many")])},
+                                   ("limit", "query", False, {**integer, "minimum": 1, "maximum": 1000},
+                                    "at most this many (1000)"),
+                                   ("offset", "query", False, integer, "skip this many")])},
         f"{prefix}/evals/runs/{{run}}/report/{{file}}": {"get": _op(
             "A report file: summary.md, results.json, scores.svg, frontier_gap.svg or "
-            "quality_cost.svg", params=[run, ("file", "path", True, "the file's name"), seed])},
+            "quality_cost.svg", params=[run, ("file", "path", True, {"enum": ["summary.md", "results.json", "scores.svg",
+                                                     "frontier_gap.svg", "quality_cost.svg"]},
+                        "the file's name"), seed])},
         f"{prefix}/evals/leaderboard": {"get": _op(
             "Every task's newest results per model", params=[
                 ("task", "query", False, "one task"),
-                ("format", "query", False, "json (default) or md"), seed])},
+                ("format", "query", False, {"enum": ["json", "md"]}, "json (default) or md"),
+                seed])},
     }

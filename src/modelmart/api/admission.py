@@ -34,6 +34,7 @@ from modelmart.core.errors import (
 from modelmart.core.ids import new_id
 from modelmart.core.money import format_usd
 from modelmart.core.types import Request, Usage
+from modelmart.dialects._checks import shown
 from modelmart.metering.bounds import input_token_bound, input_token_estimate
 from modelmart.store.records import ApiKey, UsageRecord
 
@@ -223,12 +224,16 @@ class Admission:
         """The catalog entry, if this key may use it and it has a price."""
         if call.sigv4:  # a surface that forgot verify_body must not serve unverified
             raise AuthenticationFailed("The request signature was not verified.")
+        key = call.key
+        # The key's own list first: a restricted key must not learn the catalog from the
+        # 404 an unknown model gets (it lists every model).
+        if key is not None and key.models is not None and model not in key.models:
+            # A refusal row in the ledger when the model exists, as for other refusals.
+            call.entry, call.model, call.stream = self.app.catalog.models.get(model), model, stream
+            raise PermissionDenied(f"This API key may not use the model {shown(model)}. "
+                                   f"Allowed: {', '.join(key.models)}.", param="model")
         entry = self.app.catalog.get(model)
         call.entry, call.model, call.stream = entry, model, stream
-        key = call.key
-        if key is not None and key.models is not None and model not in key.models:
-            raise PermissionDenied(f"This API key may not use the model '{model}'. "
-                                   f"Allowed: {', '.join(key.models)}.", param="model")
         self.app.pricing.check(entry, call.started)
         return entry
 

@@ -10,6 +10,8 @@ list allows.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from modelmart.catalog import Catalog, ModelEntry
 from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import Request
@@ -43,4 +45,16 @@ def check(req: Request, entry: ModelEntry, headers: dict[str, str]) -> None:
     dropped = sorted(k for k in extra if k not in allowed)
     for name in dropped:
         del extra[name]
-    headers[DROPPED_HEADER] = ",".join(dropped)
+    headers[DROPPED_HEADER] = _header_value(dropped)
+
+
+_SHOWN = 20  # names listed in the header, at most
+
+
+def _header_value(names: list[str]) -> str:
+    """The names as a header value: percent-encoded (a client's field name may hold any
+    character, CR and LF included), the first ``_SHOWN`` of them."""
+    shown = [quote(name, safe="-_.~$@") for name in names[:_SHOWN]]
+    if len(names) > _SHOWN:
+        shown.append(f"...{len(names) - _SHOWN} more")
+    return ",".join(shown)

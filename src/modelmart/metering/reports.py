@@ -49,6 +49,9 @@ def month_bounds(month: str) -> tuple[float, float]:
     if not m:
         raise InvalidRequest(f"month must be written YYYY-MM, got {month!r}", param="month")
     year, mon = int(m.group(1)), int(m.group(2))
+    if not (1970 <= year <= 9998 and 1 <= mon <= 12):  # datetime's range, and the admin API's
+        raise InvalidRequest(f"month must be from 1970-01 to 9998-12, got {month!r}",
+                             param="month")
     start = dt.datetime(year, mon, 1, tzinfo=dt.timezone.utc)
     end = dt.datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=dt.timezone.utc)
     return start.timestamp(), end.timestamp()

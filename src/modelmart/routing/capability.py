@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 
 from modelmart.catalog import Deployment
+from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import ImageBlock, Request, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock
 
 # An image costs providers roughly this many tokens; its base64 length says nothing useful.
@@ -21,7 +22,7 @@ def estimate_input_tokens(req: Request) -> int:
             c, i = _block_size(block)
             chars, images = chars + c, images + i
     for tool in req.tools:
-        chars += len(tool.name) + len(tool.description or "") + len(orjson.dumps(tool.input_schema))
+        chars += len(tool.name) + len(tool.description or "") + _json_size(tool.input_schema)
     return chars // CHARS_PER_TOKEN + images * IMAGE_TOKENS
 
 
@@ -32,11 +33,20 @@ def _block_size(block) -> tuple[int, int]:
     if isinstance(block, ImageBlock):
         return 0, 1
     if isinstance(block, ToolUseBlock):
-        return len(block.name) + len(orjson.dumps(block.input)), 0
+        return len(block.name) + _json_size(block.input), 0
     if isinstance(block, ToolResultBlock):
         sizes = [_block_size(b) for b in block.content]
         return sum(c for c, _ in sizes), sum(i for _, i in sizes)
     return 0, 0
+
+
+def _json_size(value) -> int:
+    # The dialects bound what clients send; a request made in code (an eval) is not decoded,
+    # and one the JSON encoder refuses (nested past 255 levels) could reach no upstream.
+    try:
+        return len(orjson.dumps(value))
+    except orjson.JSONEncodeError as err:
+        raise InvalidRequest(f"the request cannot be encoded as JSON: {err}") from None
 
 
 def why_unable(dep: Deployment, req: Request, input_tokens: int) -> str | None:

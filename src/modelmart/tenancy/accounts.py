@@ -35,8 +35,8 @@ class InvalidField(ValueError):
 def _positive(name: str, value: int | None) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise InvalidField(name, f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 2**63:
+        raise InvalidField(name, f"{name} must be an integer from 1 to 2^63-1, got {value!r}")
     return value
 
 
@@ -63,6 +63,9 @@ async def create_customer(store: Store, name: str, *, rpm: int | None = None,
     return await store.create_customer(name, rpm=_positive("rpm", rpm), tpm=_positive("tpm", tpm))
 
 
+MAX_BUDGET_USD = 1_000_000  # the admin API's bound too (api/admin_fields.py)
+
+
 def _budget(budget_usd, period: str | None) -> tuple[int | None, str | None]:
     if budget_usd is None:
         if period is not None:
@@ -72,8 +75,9 @@ def _budget(budget_usd, period: str | None) -> tuple[int | None, str | None]:
         amount = Decimal(str(budget_usd))
     except InvalidOperation:
         raise ValueError(f"budget must be an amount in USD, got {budget_usd!r}") from None
-    if amount <= 0:
-        raise ValueError("budget must be more than 0 USD")
+    if not amount.is_finite() or not 0 < amount < MAX_BUDGET_USD:
+        raise ValueError(f"budget must be more than 0 and less than {MAX_BUDGET_USD:,} USD, "
+                         f"got {budget_usd!r}")
     period = period or "month"
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}, got {period!r}")
@@ -237,7 +241,7 @@ async def create_own_key(store: Store, parent: ApiKey, *, name: str | None = Non
 
 async def find_key(store: Store, ident: str) -> ApiKey:
     ident = str(ident).strip()
-    if ident.isdigit():
+    if ident.isascii() and ident.isdigit() and int(ident) < 2**63:  # not other scripts' digits
         key = await store.get_key(int(ident))
         if key is not None:
             return key

@@ -63,7 +63,7 @@ def _image(data: dict, param: str) -> ImageBlock:
     if kind == "url":
         url = check.string(check.required(source, "url", f"{p}.url"), f"{p}.url", nonempty=True)
         return ImageBlock(url=url)
-    raise check.fail(f"unsupported image source type {kind!r}; expected base64 or url",
+    raise check.fail(f"unsupported image source type {check.shown(kind)}; expected base64 or url",
                      f"{p}.type")
 
 
@@ -72,7 +72,8 @@ def _tool_use(data: dict, param: str) -> ToolUseBlock:
         id=check.string(check.required(data, "id", f"{param}.id"), f"{param}.id", nonempty=True),
         name=check.string(check.required(data, "name", f"{param}.name"), f"{param}.name",
                           nonempty=True),
-        input=check.obj(check.required(data, "input", f"{param}.input"), f"{param}.input"),
+        input=check.shallow(check.obj(check.required(data, "input", f"{param}.input"),
+                                      f"{param}.input"), f"{param}.input"),
     )
 
 
@@ -93,7 +94,7 @@ def _tool_result(data: dict, param: str) -> ToolResultBlock:
         item = check.obj(raw, f"{p}.{i}")
         if item.get("type") not in ("text", "image"):
             raise check.fail(f"tool_result content blocks must be text or image, "
-                             f"got {item.get('type')!r}", f"{p}.{i}.type")
+                             f"got {check.shown(item.get('type'))}", f"{p}.{i}.type")
         result.content.append(_DECODERS[item["type"]](item, f"{p}.{i}"))
     return result
 

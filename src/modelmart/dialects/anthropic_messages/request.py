@@ -42,6 +42,8 @@ def decode_request(data: Any) -> Request:
         req.stream = check.boolean(data["stream"], "stream")
     req.user = _decode_user(data.get("metadata"))
     req.extra = {k: v for k, v in data.items() if k not in _KNOWN_FIELDS}
+    if req.extra:  # most requests have none: not even a call
+        check.shallow_fields(req.extra)
     _decode_output_settings(data, req)
     return req
 
@@ -75,7 +77,8 @@ def _decode_message(item: Any, param: str, *, last: bool) -> Message:
         raise check.fail("unexpected role 'system'; put system prompts in the top-level "
                          "`system` field", f"{param}.role")
     if role not in ("user", "assistant"):
-        raise check.fail(f"unknown role {role!r}; expected user or assistant", f"{param}.role")
+        raise check.fail(f"unknown role {check.shown(role)}; expected user or assistant",
+                         f"{param}.role")
     content = check.required(data, "content", f"{param}.content")
     if not content and not (last and role == "assistant"):
         raise check.fail("all messages must have non-empty content except for the optional "
@@ -90,7 +93,7 @@ def _decode_system(value: Any) -> str | None:
     for i, raw in enumerate(check.array(value, "system")):
         block = check.obj(raw, f"system.{i}")
         if block.get("type") != "text":
-            raise check.fail(f"system blocks must be text, got {block.get('type')!r}",
+            raise check.fail(f"system blocks must be text, got {check.shown(block.get('type'))}",
                              f"system.{i}.type")
         parts.append(check.string(check.required(block, "text", f"system.{i}.text"),
                                   f"system.{i}.text"))

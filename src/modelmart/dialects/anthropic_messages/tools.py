@@ -29,7 +29,7 @@ def _decode_tool(raw: Any, param: str) -> Tool:
     data = check.obj(raw, param)
     kind = data.get("type")
     if kind not in (None, "custom"):
-        raise check.fail(f"server tools ({kind!r}) are not supported by this gateway; "
+        raise check.fail(f"server tools ({check.shown(kind)}) are not supported by this gateway; "
                          "only custom tools with name, description and input_schema are",
                          f"{param}.type")
     name = check.string(check.required(data, "name", f"{param}.name"), f"{param}.name")
@@ -40,7 +40,7 @@ def _decode_tool(raw: Any, param: str) -> Tool:
     if description is not None:
         check.string(description, f"{param}.description")
     p = f"{param}.input_schema"
-    schema = check.obj(check.required(data, "input_schema", p), p)
+    schema = check.shallow(check.obj(check.required(data, "input_schema", p), p), p)
     if schema.get("type") != "object":
         raise check.fail('must be a JSON schema with "type": "object"', f"{p}.type")
     return Tool(name=name, description=description, input_schema=schema)
@@ -50,7 +50,7 @@ def decode_tool_choice(value: Any, tools: list[Tool]) -> ToolChoice:
     data = check.obj(value, "tool_choice")
     kind = check.required(data, "type", "tool_choice.type")
     if kind not in _CHOICES:
-        raise check.fail(f"must be one of {', '.join(_CHOICES)}, got {kind!r}",
+        raise check.fail(f"must be one of {', '.join(_CHOICES)}, got {check.shown(kind)}",
                          "tool_choice.type")
     choice = ToolChoice(type=kind)
     if kind in ("any", "tool") and not tools:
@@ -69,8 +69,10 @@ def decode_tool_choice(value: Any, tools: list[Tool]) -> ToolChoice:
 def decode_output_format(value: Any, param: str) -> ResponseFormat:
     data = check.obj(value, param)
     if data.get("type") != "json_schema":
-        raise check.fail(f'type must be "json_schema", got {data.get("type")!r}', f"{param}.type")
-    schema = check.obj(check.required(data, "schema", f"{param}.schema"), f"{param}.schema")
+        raise check.fail(f'type must be "json_schema", got {check.shown(data.get("type"))}',
+                         f"{param}.type")
+    p = f"{param}.schema"
+    schema = check.shallow(check.obj(check.required(data, "schema", p), p), p)
     return ResponseFormat(type="json_schema", schema=schema)
 
 

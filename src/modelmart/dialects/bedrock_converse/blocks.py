@@ -38,13 +38,10 @@ def decode_content(value: Any, role: str, param: str) -> list[Block]:
 
 
 def decode_block(raw: Any, role: str, param: str) -> Block | None:
-    kind, value = check.union(raw, param, _KNOWN)
+    kind, value = check.union(raw, param, _KNOWN, what="content block member")
     if kind in _UNSUPPORTED:
         raise check.fail(f"{kind} content blocks are not supported by this gateway", param)
-    decoder = _DECODERS.get(kind)
-    if decoder is None:
-        raise check.fail(f"unknown content block member {kind!r}; expected one of "
-                         f"{', '.join(_KNOWN)}", param)
+    decoder = _DECODERS[kind]
     wanted = _ROLE_OF.get(kind)
     if wanted is not None and wanted != role:
         raise check.fail(f"{kind} blocks may only appear in {wanted} messages", param)
@@ -59,7 +56,7 @@ def _image(value: Any, param: str) -> ImageBlock:
     data = check.obj(value, param)
     fmt = check.required(data, "format", f"{param}.format")
     if fmt not in IMAGE_FORMATS:
-        raise check.fail(f"must be one of {', '.join(IMAGE_FORMATS)}, got {fmt!r}",
+        raise check.fail(f"must be one of {', '.join(IMAGE_FORMATS)}, got {check.shown(fmt)}",
                          f"{param}.format")
     kind, source = check.union(check.required(data, "source", f"{param}.source"),
                                f"{param}.source", ("bytes", "s3Location"))
@@ -78,7 +75,8 @@ def _tool_use(value: Any, param: str) -> ToolUseBlock:
                         f"{param}.toolUseId", nonempty=True),
         name=check.string(check.required(data, "name", f"{param}.name"), f"{param}.name",
                           nonempty=True),
-        input=check.obj(check.required(data, "input", f"{param}.input"), f"{param}.input"),
+        input=check.shallow(check.obj(check.required(data, "input", f"{param}.input"),
+                                      f"{param}.input"), f"{param}.input"),
     )
 
 
@@ -89,7 +87,8 @@ def _tool_result(value: Any, param: str) -> ToolResultBlock:
                                           nonempty=True))
     status = data.get("status")
     if status not in (None, "success", "error"):
-        raise check.fail(f"must be success or error, got {status!r}", f"{param}.status")
+        raise check.fail(f"must be success or error, got {check.shown(status)}",
+                         f"{param}.status")
     result.is_error = status == "error"
     p = f"{param}.content"
     for i, item in enumerate(check.array(check.required(data, "content", p), p)):
@@ -103,7 +102,7 @@ def _result_part(raw: Any, param: str) -> TextBlock | ImageBlock:
         return _text(value, f"{param}.text")
     if kind == "json":
         # Canonical results are text or images; JSON is carried as its compact text.
-        return TextBlock(orjson.dumps(value).decode())
+        return TextBlock(orjson.dumps(check.shallow(value, f"{param}.json")).decode())
     if kind == "image":
         return _image(value, f"{param}.image")
     raise check.fail(f"{kind} tool results are not supported by this gateway", param)

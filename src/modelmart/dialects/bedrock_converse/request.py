@@ -52,6 +52,8 @@ def decode_request(data: Any, model_id: str, *, stream: bool = False) -> Request
     if data.get("outputConfig") is not None:
         req.response_format = decode_output_config(data["outputConfig"])
     req.extra = {k: v for k, v in data.items() if k in PASS_THROUGH}
+    if req.extra:
+        check.shallow_fields(req.extra)
     if data.get("additionalModelRequestFields") is not None:
         _decode_additional(data["additionalModelRequestFields"], req)
     return req
@@ -67,7 +69,8 @@ def _decode_messages(value: Any) -> list[Message]:
         data = check.obj(item, param)
         role = check.required(data, "role", f"{param}.role")
         if role not in ("user", "assistant"):
-            raise check.fail(f"must be user or assistant, got {role!r}", f"{param}.role")
+            raise check.fail(f"must be user or assistant, got {check.shown(role)}",
+                             f"{param}.role")
         content = check.array(check.required(data, "content", f"{param}.content"),
                               f"{param}.content", nonempty=True)
         msg = Message(role=role, content=decode_content(content, role, f"{param}.content"))
@@ -112,8 +115,8 @@ def _decode_inference(value: Any, req: Request) -> None:
 def _decode_additional(value: Any, req: Request) -> None:
     """Model-specific fields. ``top_k`` (Anthropic, Mistral) and Nova's
     ``inferenceConfig.topK`` are the canonical top_k; the rest is passed through."""
-    fields = dict(check.obj(value, "additionalModelRequestFields"))
     p = "additionalModelRequestFields"
+    fields = dict(check.shallow(check.obj(value, p), p))
     if fields.get("top_k") is not None:
         req.top_k = check.integer(fields.pop("top_k"), f"{p}.top_k", minimum=0)
     nova = fields.get("inferenceConfig")

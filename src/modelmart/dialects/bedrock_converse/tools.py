@@ -52,7 +52,7 @@ def _decode_tool(raw: Any, param: str) -> Tool | None:
         check.string(description, f"{p}.description", nonempty=True)
     kind, schema = check.union(check.required(spec, "inputSchema", f"{p}.inputSchema"),
                                f"{p}.inputSchema", ("json",))
-    schema = check.obj(schema, f"{p}.inputSchema.json")
+    schema = check.shallow(check.obj(schema, f"{p}.inputSchema.json"), f"{p}.inputSchema.json")
     return Tool(name=name, description=description, input_schema=schema)
 
 
@@ -75,7 +75,8 @@ def decode_output_config(value: Any) -> ResponseFormat | None:
     p = "outputConfig.textFormat"
     fmt = check.obj(data["textFormat"], p)
     if fmt.get("type") != "json_schema":
-        raise check.fail(f'must be "json_schema", got {fmt.get("type")!r}', f"{p}.type")
+        raise check.fail(f'must be "json_schema", got {check.shown(fmt.get("type"))}',
+                         f"{p}.type")
     kind, inner = check.union(check.required(fmt, "structure", f"{p}.structure"),
                               f"{p}.structure", ("jsonSchema",))
     p = f"{p}.structure.jsonSchema"
@@ -86,7 +87,8 @@ def decode_output_config(value: Any) -> ResponseFormat | None:
     except orjson.JSONDecodeError:
         raise check.fail("must be a JSON schema serialized as a string", f"{p}.schema") from None
     name = definition.get("name")
-    return ResponseFormat(type="json_schema", schema=check.obj(schema, f"{p}.schema"),
+    schema = check.shallow(check.obj(schema, f"{p}.schema"), f"{p}.schema")
+    return ResponseFormat(type="json_schema", schema=schema,
                           name=None if name is None else check.string(name, f"{p}.name"))
 
 

@@ -7,16 +7,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from modelmart.dialects._checks import describe, fail, integer, is_number, path_checks
+from modelmart.dialects._checks import describe, fail, integer, is_number, path_checks, shown
 
 __all__ = ["array", "describe", "fail", "field", "has", "integer", "number", "obj", "one_of",
-           "snake", "string"]
+           "shallow", "shallow_fields", "snake", "string"]
 
 _CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
 _CHECKS = path_checks()
 obj = _CHECKS.obj
 array = _CHECKS.array
 string = _CHECKS.string
+shallow = _CHECKS.shallow
+shallow_fields = _CHECKS.shallow_fields
 
 
 def snake(camel: str) -> str:
@@ -43,5 +45,5 @@ def number(value: Any, param: str, lo: float, hi: float | None = None) -> float:
 
 def one_of(value: Any, param: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise fail(f"invalid value {value!r}; expected one of {', '.join(choices)}", param)
+        raise fail(f"invalid value {shown(value)}; expected one of {', '.join(choices)}", param)
     return value

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import Request
 
-from ._check import array, field, obj, snake, string
+from ._check import array, field, obj, shallow, snake, string
 from .config import (
     decode_generation_config, decode_tool_config, decode_tools,
     encode_generation_config, encode_tool_config, encode_tools,
@@ -25,6 +25,9 @@ def decode_request(data: Any, model_id: str, *, stream: bool = False) -> Request
     ``stream`` is True for ``:streamGenerateContent``."""
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    # No client surface speaks Gemini yet, so no hot path: the whole body is bounded at once
+    # rather than each value passed on unread (function args and parameters, extra fields).
+    shallow(data, "request")
     model = model_id.removeprefix("models/")
     if not model:
         raise InvalidRequest("The model name is missing from the URL.", param="model")

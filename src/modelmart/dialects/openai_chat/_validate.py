@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from modelmart.core.errors import InvalidRequest
-from modelmart.dialects._checks import Checks, describe, is_int, is_number
+from modelmart.dialects._checks import MAX_NESTING, Checks, describe, is_int, is_number, shown
 
 __all__ = [
     "is_int", "is_number", "json_type", "missing", "required", "type_error", "value_error",
     "want_bool", "want_enum", "want_int", "want_list", "want_model", "want_number", "want_object",
-    "want_str",
+    "want_shallow", "want_shallow_fields", "want_str",
 ]
 
 
@@ -44,12 +44,19 @@ def _empty(param: str, kind: str) -> InvalidRequest:
     )
 
 
-_CHECKS = Checks(wrong_type=type_error, empty=_empty, missing=missing)
+def _too_deep(param: str) -> InvalidRequest:
+    return InvalidRequest(f"Invalid '{param}': nested deeper than {MAX_NESTING} levels.",
+                          param=param)
+
+
+_CHECKS = Checks(wrong_type=type_error, empty=_empty, missing=missing, too_deep=_too_deep)
 required = _CHECKS.required
 want_object = _CHECKS.obj
 want_list = _CHECKS.array
 want_str = _CHECKS.string
 want_bool = _CHECKS.boolean
+want_shallow = _CHECKS.shallow
+want_shallow_fields = _CHECKS.shallow_fields
 
 
 def want_int(value: Any, param: str, lo: int | None = None, hi: int | None = None) -> int:
@@ -81,7 +88,7 @@ def want_enum(value: Any, param: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         listed = ", ".join(f"'{c}'" for c in choices)
         raise InvalidRequest(
-            f"Invalid value for '{param}': {value!r}. Supported values are: {listed}.",
+            f"Invalid value for '{param}': {shown(value)}. Supported values are: {listed}.",
             param=param,
         )
     return value

@@ -29,6 +29,7 @@ from ._validate import (
     want_enum,
     want_list,
     want_object,
+    want_shallow,
     want_str,
 )
 
@@ -249,4 +250,4 @@ def parse_arguments(text: str, param: str) -> dict[str, Any]:
         raise InvalidRequest(f"Invalid '{param}': not valid JSON.", param=param) from None
     if not isinstance(value, dict):
         raise InvalidRequest(f"Invalid '{param}': expected a JSON object.", param=param)
-    return value
+    return want_shallow(value, param)

@@ -17,6 +17,7 @@ from ._validate import (
     want_model,
     want_number,
     want_object,
+    want_shallow_fields,
     want_str,
 )
 from .messages_in import decode_messages
@@ -71,6 +72,8 @@ def decode_request(data: Any) -> Request:
     if not _PASSED_THROUGH_CHECKED.isdisjoint(data):
         _check_passthrough(data)
     req.extra = {k: v for k, v in data.items() if k not in _KNOWN}
+    if req.extra:  # most requests have none: not even a call
+        want_shallow_fields(req.extra)
     if _include_usage(data, req.stream):
         req.extra[INCLUDE_USAGE] = True
     return req

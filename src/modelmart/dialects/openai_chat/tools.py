@@ -16,6 +16,7 @@ from ._validate import (
     want_enum,
     want_list,
     want_object,
+    want_shallow,
     want_str,
 )
 
@@ -45,7 +46,8 @@ def _tool(raw: Any, param: str) -> Tool:
     params = fn.get("parameters")
     if params is None:
         params = default_parameters()
-    want_object(params, f"{param}.function.parameters")
+    p = f"{param}.function.parameters"
+    want_shallow(want_object(params, p), p)
     if fn.get("strict") is not None:
         want_bool(fn["strict"], f"{param}.function.strict")
     return Tool(name=name, description=desc, input_schema=params)
@@ -115,7 +117,7 @@ def decode_response_format(raw: Any) -> ResponseFormat | None:
     name = want_name(required(js, "name", f"{p}.name"), f"{p}.name")
     schema = js.get("schema")
     if schema is not None:
-        want_object(schema, f"{p}.schema")
+        want_shallow(want_object(schema, f"{p}.schema"), f"{p}.schema")
     strict = js.get("strict")
     if strict is not None:
         want_bool(strict, f"{p}.strict")

@@ -15,6 +15,7 @@ from modelmart.dialects.openai_chat._validate import (
     want_int,
     want_list,
     want_model,
+    want_shallow_fields,
     want_str,
 )
 
@@ -37,7 +38,7 @@ def decode_request(data: Any) -> EmbeddingRequest:
         dimensions=None if dimensions is None else want_int(dimensions, "dimensions", 1),
         encoding_format="float" if fmt is None else want_enum(fmt, "encoding_format", ENCODINGS),
         user=None if user is None else want_str(user, "user"),
-        extra={k: v for k, v in data.items() if k not in _KNOWN},
+        extra=want_shallow_fields({k: v for k, v in data.items() if k not in _KNOWN}),
     )
 
 

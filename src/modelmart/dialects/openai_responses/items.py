@@ -12,6 +12,7 @@ from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import (
     Block, Message, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
 )
+from modelmart.dialects._checks import shown
 from modelmart.dialects.openai_chat._validate import (
     required, type_error, want_enum, want_list, want_object, want_str,
 )
@@ -48,9 +49,10 @@ def decode_input(raw: Any) -> tuple[str | None, list[Message]]:
         p = f"input[{i}]"
         item = want_object(item, p)
         kind = item.get("type", "message")  # EasyInputMessage has no type
-        handler = _HANDLERS.get(kind)
+        handler = _HANDLERS.get(kind) if type(kind) is str else None
         if handler is None:
-            raise InvalidRequest(f"Input items of type '{kind}' are not supported.", param=f"{p}.type")
+            raise InvalidRequest(f"Input items of type {shown(kind)} are not supported.",
+                                 param=f"{p}.type")
         handler(b, item, p)
     if not b.messages:
         raise InvalidRequest("'input' has no user or assistant content.", param="input")
@@ -108,13 +110,27 @@ def _function_call_output(b: _Builder, item: dict, p: str) -> None:
 def _reasoning(b: _Builder, item: dict, p: str) -> None:
     # Clients replay our reasoning items; the signature (Anthropic's, Gemini's) rides in
     # encrypted_content and must go back to the upstream that issued it.
-    texts = [c.get("text", "") for c in item.get("content") or () if isinstance(c, dict)]
+    texts = _reasoning_texts(item.get("content"), f"{p}.content")
     if not texts:
-        texts = [s.get("text", "") for s in item.get("summary") or () if isinstance(s, dict)]
+        texts = _reasoning_texts(item.get("summary"), f"{p}.summary")
     signature = item.get("encrypted_content")
-    block = ThinkingBlock("".join(texts), signature=signature if isinstance(signature, str) else None)
+    if signature is not None:
+        want_str(signature, f"{p}.encrypted_content")
+    block = ThinkingBlock("".join(texts), signature=signature)
     if block.text or block.signature:
         b.add("assistant", [block])
+
+
+def _reasoning_texts(parts: Any, p: str) -> list[str]:
+    """The texts of a reasoning item's ``content`` or ``summary``: arrays of objects."""
+    if parts is None:
+        return []
+    texts = []
+    for j, part in enumerate(want_list(parts, p)):
+        text = want_object(part, f"{p}[{j}]").get("text")
+        if text is not None:
+            texts.append(want_str(text, f"{p}[{j}].text"))
+    return texts
 
 
 _HANDLERS = {

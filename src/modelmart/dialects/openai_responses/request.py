@@ -12,7 +12,7 @@ from typing import Any, Iterable
 from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import Request
 from modelmart.dialects.openai_chat._validate import (
-    missing, want_bool, want_int, want_number, want_object, want_str,
+    missing, want_bool, want_int, want_number, want_object, want_shallow_fields, want_str,
 )
 
 from .items import decode_input
@@ -63,7 +63,7 @@ def decode_request(data: Any) -> Request:
         response_format=decode_text_format(data.get("text")),
         stream=bool(_opt(data, "stream", want_bool)),
         user=_opt(data, "user", want_str),
-        extra={k: v for k, v in data.items() if k not in _KNOWN},
+        extra=want_shallow_fields({k: v for k, v in data.items() if k not in _KNOWN}),
     )
 
 

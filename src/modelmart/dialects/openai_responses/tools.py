@@ -7,9 +7,10 @@ from typing import Any
 
 from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import Request, ResponseFormat, Tool, ToolChoice
+from modelmart.dialects._checks import shown
 from modelmart.dialects.openai_chat import tools as chat_tools
 from modelmart.dialects.openai_chat._validate import (
-    required, want_bool, want_enum, want_list, want_object, want_str,
+    required, want_bool, want_enum, want_list, want_object, want_shallow, want_str,
 )
 from modelmart.dialects.openai_chat.tools import choice_word, default_parameters, want_name
 
@@ -23,14 +24,15 @@ def decode_tools(raw: Any) -> list[Tool]:
         spec = want_object(spec, p)
         kind = required(spec, "type", f"{p}.type")
         if kind != "function":
-            raise InvalidRequest(f"Tools of type '{kind}' are not supported; only 'function' tools "
-                                 "are.", param=f"{p}.type")
+            raise InvalidRequest(f"Tools of type {shown(kind)} are not supported; only "
+                                 "'function' tools are.", param=f"{p}.type")
         name = want_name(required(spec, "name", f"{p}.name"), f"{p}.name")
         desc = spec.get("description")
         if desc is not None:
             want_str(desc, f"{p}.description")
         params = spec.get("parameters")
-        params = default_parameters() if params is None else want_object(params, f"{p}.parameters")
+        params = default_parameters() if params is None else want_shallow(
+            want_object(params, f"{p}.parameters"), f"{p}.parameters")
         if spec.get("strict") is not None:
             want_bool(spec["strict"], f"{p}.strict")  # canonical tools hold no strict flag
         tools.append(Tool(name=name, description=desc, input_schema=params))
@@ -63,7 +65,8 @@ def decode_text_format(raw: Any) -> ResponseFormat | None:
     if kind != "json_schema":
         return ResponseFormat(kind)
     name = want_name(required(spec, "name", f"{p}.name"), f"{p}.name")
-    schema = want_object(required(spec, "schema", f"{p}.schema"), f"{p}.schema")
+    schema = want_shallow(want_object(required(spec, "schema", f"{p}.schema"), f"{p}.schema"),
+                          f"{p}.schema")
     strict = spec.get("strict")
     if strict is not None:
         want_bool(strict, f"{p}.strict")

@@ -5,15 +5,13 @@ Everything a request can get wrong is found here, before it waits for the model 
 
 from __future__ import annotations
 
-import json
-
 import llama_cpp
-from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import Request
 
 from .generate import Plan, Sampling
+from .grammar import grammar_for
 from .model import LoadedModel, LocalOptions
 from .prompt import chat_messages
 
@@ -29,13 +27,16 @@ def make_plan(model: LoadedModel, request: Request, options: LocalOptions, name:
         raise InvalidRequest(f"model {name} does not accept images", param="messages")
     mode = tools_mode(request)
     tool_names = _allowed_tools(request) if mode != "none" else []
+    # The grammar first: its bounds are checked before anything is built, and a schema too
+    # large for them would otherwise be tokenized into the prompt first.
+    grammar = grammar_for(model, request, mode, tool_names)
     prompt = model.format_prompt(chat_messages(request, mode))
     return Plan(
         prompt_tokens=prompt,
         max_tokens=_max_tokens(request, options, len(prompt), model.n_ctx),
         stop=list(request.stop),
         sampling=_sampling(request),
-        grammar=_grammar(model, request, mode, tool_names),
+        grammar=grammar,
         tool_names=tool_names,
         forced_tool=mode == "forced",
     )
@@ -85,44 +86,3 @@ def _sampling(request: Request) -> Sampling:
 
 def _or(value, default):
     return default if value is None else value
-
-
-def _grammar(model: LoadedModel, request: Request, mode: str, tools: list[str]) -> str | None:
-    if mode == "forced":
-        return _checked(model, _schema_gbnf(_tool_call_schema(request, tools), "tools"))
-    fmt = request.response_format
-    if fmt is None or fmt.type == "text":
-        return None
-    if fmt.type == "json_object":
-        return JSON_GBNF
-    return _checked(model, _schema_gbnf(fmt.schema or {"type": "object"}, "response_format"))
-
-
-def _tool_call_schema(request: Request, allowed: list[str]) -> dict:
-    calls = [
-        {
-            "type": "object",
-            "properties": {"name": {"const": t.name}, "arguments": t.input_schema},
-            "required": ["name", "arguments"],
-        }
-        for t in request.tools
-        if t.name in allowed
-    ]
-    return calls[0] if len(calls) == 1 else {"anyOf": calls}
-
-
-def _schema_gbnf(schema: dict, param: str) -> str:
-    try:
-        return json_schema_to_gbnf(json.dumps(schema))
-    except Exception as err:  # the converter raises bare errors on schemas it cannot do
-        raise InvalidRequest(f"unsupported JSON schema: {err}", param=param) from err
-
-
-def _checked(model: LoadedModel, gbnf: str) -> str:
-    """Parses the grammar once here: llama.cpp given a bad one mid-generation would crash."""
-    vocab = model.llama._model.vocab
-    sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
-    if not sampler:
-        raise InvalidRequest("could not build a grammar for this JSON schema")
-    llama_cpp.llama_sampler_free(sampler)
-    return gbnf
