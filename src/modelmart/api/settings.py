@@ -33,6 +33,9 @@ class Settings:
     metrics_dir: str | None = None
     # /metrics needs the admin key; False when it is served on a port of its own.
     metrics_auth: bool = True
+    # Uploaded files (/v1/files) and Message Batch bodies may be larger than other bodies.
+    max_file_bytes: int = 200 * 1024 * 1024
+    batch_concurrency: int = 8  # requests of one batch in flight at once, per process
     # A prebuilt catalog (tests); when None it is loaded from ``config_path``.
     catalog: Catalog | None = field(default=None, repr=False)
 
@@ -52,6 +55,8 @@ class Settings:
             ledger_socket=env.get("MODELMART_LEDGER_SOCKET") or None,
             metrics_dir=env.get("MODELMART_METRICS_DIR") or None,
             metrics_auth=_flag(env.get("MODELMART_METRICS_AUTH"), True),
+            max_file_bytes=int(float(env.get("MODELMART_MAX_FILE_MB", 200)) * 1024 * 1024),
+            batch_concurrency=int(env.get("MODELMART_BATCH_CONCURRENCY", 8)),
         )
 
     def load_catalog(self) -> Catalog:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from modelmart.store import batches
+
 TYPES = {
     "sqlite": {
         "pk": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -193,4 +195,6 @@ MIGRATIONS: list[Migration] = [
         "CREATE INDEX console_sessions_key ON console_sessions (key_id)",
         *USAGE_DAILY,
     )),
+    # Files, batches and their requests (store/batches.py).
+    Migration("0004_batches", batches.DDL),
 ]
