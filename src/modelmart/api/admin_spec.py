@@ -72,9 +72,10 @@ def openapi_spec() -> dict:
             f"{p}/models": {"get": _op("Models, their deployments and each deployment's health")},
         },
     }
-    from .admin_console import spec_paths  # the console's routes (api/admin_console.py)
-    for path, ops in spec_paths(p, _op).items():
-        spec["paths"].setdefault(path, {}).update(ops)
+    from . import admin_batches, admin_console  # their routes' entries
+    for module in (admin_console, admin_batches):
+        for path, ops in module.spec_paths(p, _op).items():
+            spec["paths"].setdefault(path, {}).update(ops)
     return spec
 
 

@@ -10,7 +10,7 @@ import sys
 from modelmart.catalog.loader import CatalogError, load_catalog
 from modelmart.store.errors import StoreError
 
-from . import accounts, reports, serve
+from . import accounts, batches, reports, serve
 
 
 def _models_from_server(args: argparse.Namespace) -> int:
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=_models)
     accounts.register(sub)
     reports.register(sub)
+    batches.register(sub)
     return parser
 
 
