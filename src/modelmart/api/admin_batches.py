@@ -81,7 +81,7 @@ async def dispatch(app: "App", method: str, parts: list[str], q: dict) -> tuple[
         return 200, await progress_one(app.store, parts[1])
     if route == ("POST", 3, "cancel"):
         result = await cancel(app.store, parts[1])
-        app.batches.runner.wake()
+        app.batches.runner.wake(cancelled=parts[1])
         return 200, result
     raise NotFound(f"No admin route {method} /admin/v1/{'/'.join(parts)}.")
 

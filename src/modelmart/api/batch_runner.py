@@ -73,8 +73,12 @@ class BatchRunner:
         self.tables = BatchTables(self.app.store)
         self._task = asyncio.ensure_future(self._poll())
 
-    def wake(self) -> None:
-        """A batch was made or cancelled: look now rather than at the next poll."""
+    def wake(self, cancelled: str | None = None) -> None:
+        """A batch was made or cancelled: look now rather than at the next poll (a run of
+        this process stops at once; one elsewhere at its next heartbeat)."""
+        run = self.runs.get(cancelled) if cancelled else None
+        if run is not None and run.stop is None:
+            run.stop = "cancel"
         self._wake.set()
 
     async def close(self) -> None:
@@ -153,6 +157,7 @@ class _BatchRun:
         # answer in budget_answer), or "lost" (another process holds the lease now).
         self.stop: str | None = "cancel" if batch.status == "cancelling" else None
         self.budget_answer: tuple[int, str] | None = None
+        self.in_flight = 0  # calls of this batch under way
 
     async def run(self) -> None:
         heartbeat = asyncio.ensure_future(self._heartbeat())
@@ -225,7 +230,19 @@ class _BatchRun:
         if not await self.tables.start(self.batch.id, row, request_id):
             return  # another process got to it first
         while True:
-            status, body, price, retry_after = await self._call(row)
+            self.in_flight += 1
+            try:
+                status, body, price, retry_after = await self._call(row)
+            finally:
+                self.in_flight -= 1
+            if status == 402 and self.in_flight and self.stop is None:
+                # Refused while other calls of the batch held reservations: once they have
+                # settled, the budget may have room for this one after all.
+                while self.in_flight and self.stop is None:
+                    await asyncio.sleep(0.05)
+                if self.stop is None and await self.tables.start(self.batch.id, row, new_id()):
+                    continue
+                return
             wait = min(MAX_RETRY_WAIT, max(retry_after or 1.0, 0.1))
             if status not in RETRY_STATUSES or time.time() + wait > self.batch.expires_at:
                 break

@@ -240,7 +240,7 @@ class Batches:
     async def _cancel(self, batch: BatchRecord) -> BatchRecord:
         await self.tables.set_status(batch.id, "cancelling", only_from=("in_progress",),
                                      cancel_requested_at=time.time())
-        self.runner.wake()
+        self.runner.wake(cancelled=batch.id)
         return await self.tables.get_batch(batch.id)
 
 
