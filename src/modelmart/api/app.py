@@ -32,6 +32,7 @@ from .embeddings import embedding_routes
 from . import passthrough
 from .admission import Admission
 from .batches import Batches
+from .count_tokens import count_tokens_routes
 from .console import Console
 from .metrics import Metrics
 from .http import Receive, Scope, Send, header, send_json
@@ -100,6 +101,7 @@ class App:
             ("GET", "/ready"): self._ready,
             **embedding_routes(self),  # POST /v1/embeddings and /embeddings
             **self.batches.routes(),  # /v1/files, /v1/batches, /v1/messages/batches
+            **count_tokens_routes(self),  # POST /v1/messages/count_tokens
         }
 
     def _routing_cost(self, dep, input_tokens: int, output_tokens: int) -> int | None:

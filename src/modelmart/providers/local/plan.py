@@ -41,6 +41,14 @@ def make_plan(model: LoadedModel, request: Request, options: LocalOptions, name:
     )
 
 
+def prompt_tokens(model: LoadedModel, request: Request, name: str) -> int:
+    """How many tokens the prompt of ``request`` is: the same rendering and tokenizing as
+    ``make_plan``, which is what a completion reports as its input tokens."""
+    if request.needs_images():
+        raise InvalidRequest(f"model {name} does not accept images", param="messages")
+    return len(model.format_prompt(chat_messages(request, tools_mode(request))))
+
+
 def tools_mode(request: Request) -> str:
     """"forced": the answer must be a tool call; "auto": it may be; "none": tools ignored."""
     choice = request.tool_choice.type if request.tool_choice else "auto"
