@@ -81,9 +81,11 @@ def _block(block) -> tuple[int, int]:
     return 0, 0
 
 
-def embedding_token_bound(inputs: list[str]) -> int:
-    """``input_token_bound`` for an embeddings request: its texts, and a marker or two each."""
-    return sum(_bytes(text) for text in inputs) + MESSAGE_TOKENS * len(inputs)
+def embedding_token_bound(inputs: list) -> int:
+    """``input_token_bound`` for an embeddings request: its texts (or token-id lists, whose
+    length is their count), and a marker or two each."""
+    return (sum(len(i) if isinstance(i, list) else _bytes(i) for i in inputs)
+            + MESSAGE_TOKENS * len(inputs))
 
 
 def input_token_estimate(req: Request) -> int:
