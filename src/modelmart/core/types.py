@@ -194,6 +194,9 @@ class Response:
     stop_sequence: str | None = None
     usage: Usage = field(default_factory=Usage)
     created: int = 0
+    # OpenAI's ``choices[0].logprobs`` as an OpenAI-compatible upstream sent it, for an
+    # OpenAI client that asked for them (``logprobs`` is refused where they cannot come).
+    logprobs: Any = None
 
 
 # ---- stream events -------------------------------------------------------------------

@@ -63,6 +63,9 @@ def why_unable(dep: Deployment, req: Request, input_tokens: int) -> str | None:
             if cfg.kind not in FILE_READERS.get(media_type, ()):
                 return "PDF documents" if media_type == "application/pdf" else (
                     f"{media_type} documents")
+    if req.extra and req.source == "openai" and req.extra.get("logprobs") and (
+            cfg.kind != "openai" or "logprobs" not in (cfg.passthrough or ())):
+        return "logprobs"
     rf = req.response_format
     if rf and rf.type == "json_schema" and not cfg.supports_json_schema:
         return "JSON schema output"

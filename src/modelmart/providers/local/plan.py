@@ -10,7 +10,7 @@ import json
 import llama_cpp
 from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
-from modelmart.core.errors import InvalidRequest
+from modelmart.core.errors import CONTEXT_LENGTH_EXCEEDED, InvalidRequest
 from modelmart.core.types import Request
 
 from .generate import Plan, Sampling
@@ -73,7 +73,7 @@ def _max_tokens(request: Request, options: LocalOptions, n_prompt: int, n_ctx: i
     if n_prompt >= n_ctx:
         raise InvalidRequest(
             f"prompt is {n_prompt} tokens; this model's context window is {n_ctx} tokens",
-            param="messages",
+            param="messages", code=CONTEXT_LENGTH_EXCEEDED,
         )
     wanted = request.max_tokens if request.max_tokens is not None else options.default_max_tokens
     if wanted < 1:
