@@ -12,6 +12,7 @@ import openai
 
 from tests.harness import GatewayServer
 from tests.marketplace.helpers import M, all_usage, poll, priced_catalog
+from tests.pg import create_database, run_async
 
 REQUESTS = 40
 # oa-list: list price 2.00 in, 8.00 out per M; the fake's 11 in and 7 out; 50% off.
@@ -20,8 +21,10 @@ BATCH_PRICE = (11 * 2 * M + 7 * 8 * M) // 2
 
 def test_two_replicas_run_a_batch_once(postgres_url, fake_openai, fake_anthropic, scripted):
     catalog = priced_catalog(fake_openai, fake_anthropic)
-    first = GatewayServer(catalog, database_url=postgres_url, batch_concurrency=4).start()
-    second = GatewayServer(catalog, database_url=postgres_url, batch_concurrency=4).start()
+    # A database of its own: the session's is shared with tests that count its rows.
+    database = run_async(create_database(postgres_url, "batch_replicas"))
+    first = GatewayServer(catalog, database_url=database, batch_concurrency=4).start()
+    second = GatewayServer(catalog, database_url=database, batch_concurrency=4).start()
     try:
         a = openai.OpenAI(base_url=f"{first.url}/v1", api_key=first.key, max_retries=0)
         b = openai.OpenAI(base_url=f"{second.url}/v1", api_key=second.key, max_retries=0)
@@ -40,7 +43,7 @@ def test_two_replicas_run_a_batch_once(postgres_url, fake_openai, fake_anthropic
             f"pg-{i}" for i in range(REQUESTS))
         asked = Counter(r.body["messages"][-1]["content"] for r in fake_openai.received)
         assert asked == Counter(f"pg {i}" for i in range(REQUESTS))  # each once
-        rows = poll(lambda: len(x := [r for r in all_usage(postgres_url)
+        rows = poll(lambda: len(x := [r for r in all_usage(database)
                                       if r.extra.get("batch_id") == batch.id]) == REQUESTS and x,
                     10, 0.1, "the ledger rows")
         assert all(r.price_pico == BATCH_PRICE and r.status == "ok" for r in rows)

@@ -52,6 +52,7 @@ log = logging.getLogger("modelmart.batches")
 RETRY_STATUSES = frozenset({429, 503, 529})
 MAX_RETRY_WAIT = 60.0
 STALE_VALIDATING = 600.0  # seconds: a batch still being stored after this was cut off
+STALE_CHECK_EVERY = 60.0  # seconds: how often to look for such batches (a write)
 
 
 class BatchRunner:
@@ -99,9 +100,15 @@ class BatchRunner:
                 log.warning("releasing the lease of %s failed", run.batch.id, exc_info=True)
 
     async def _poll(self) -> None:
+        # Polling only reads while no batch is there to run: an idle server never takes
+        # SQLite's write lock, which other processes (the ledger writer) need.
+        stale_check = 0.0
         while True:
             try:
-                await self.tables.fail_stale(time.time() - STALE_VALIDATING)
+                if time.monotonic() >= stale_check:
+                    stale_check = time.monotonic() + STALE_CHECK_EVERY
+                    if await self.tables.stale_validating(time.time() - STALE_VALIDATING):
+                        await self.tables.fail_stale(time.time() - STALE_VALIDATING)
                 await self._claim_some()
             except Exception:
                 log.exception("looking for batches to run failed")

@@ -268,6 +268,10 @@ class BatchTables:
             f"UPDATE batches SET {sets} WHERE id = ? AND status IN ({marks})",
             [status, *times.values(), batch_id, *only_from]) > 0
 
+    async def stale_validating(self, older_than: float) -> bool:
+        return await self.store._one("SELECT 1 FROM batches WHERE status = 'validating' AND "
+                                     "created_at < ? LIMIT 1", (older_than,)) is not None
+
     async def fail_stale(self, older_than: float) -> int:
         """Batches left ``validating`` by a process killed while it stored their rows."""
         return await self.store._execute(
