@@ -364,3 +364,18 @@ def test_admin_api_lists_batches_with_progress(gateway, oa):
     assert one["done"] == 2
     spec = httpx.get(f"{gateway.url}/admin/openapi.json").json()
     assert "/admin/v1/batches/{batch}/cancel" in spec["paths"]
+
+
+def test_openai_batch_of_responses(gateway, oa):
+    items = [{"custom_id": "resp-1", "method": "POST", "url": "/v1/responses",
+              "body": {"model": "gpt-b", "input": "say hello", "max_output_tokens": 16}}]
+    upload = oa.files.create(file=("r.jsonl", _jsonl(items)), purpose="batch")
+    batch = oa.batches.create(input_file_id=upload.id, endpoint="/v1/responses",
+                              completion_window="24h")
+    done = _wait_openai(oa, batch.id)
+    [line] = [json.loads(x) for x in oa.files.content(done.output_file_id).text.splitlines()]
+    body = line["response"]["body"]
+    assert body["object"] == "response" and body["output"][0]["content"][0]["text"] == (
+        "echo: say hello")
+    [row] = _ledger(gateway, batch.id, 1)
+    assert (row.surface, row.price_pico) == ("openai_responses", BATCH_PRICE)
