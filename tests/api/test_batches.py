@@ -308,6 +308,8 @@ def test_anthropic_message_batches(gateway, an, fake_anthropic):
     assert len(rows) == 4 and all(r.surface == "anthropic" and r.status == "ok" for r in rows)
     assert all(r.price_pico == BATCH_PRICE for r in rows)
     assert an.messages.batches.delete(batch.id).type == "message_batch_deleted"
+    with pytest.raises(anthropic.NotFoundError):
+        an.messages.batches.retrieve(batch.id)
 
 
 def test_anthropic_cancel_and_bad_requests(an, fake_anthropic):

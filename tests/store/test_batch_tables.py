@@ -105,3 +105,25 @@ async def test_lists_newest_first_by_owner(store):
     assert [b.id for b in await tables.list_batches(customer_id=2, before="batch_0",
                                                     limit=1)] == ["batch_2"]
     assert len(await tables.list_batches(any_customer=True, limit=10)) == 5
+
+
+async def test_retention_finds_and_deletes_what_is_old(store):
+    tables = BatchTables(store)
+    await tables.create_batch(_batch("batch_old", 1), [(0, "x", "{}")])
+    await tables.set_status("batch_old", "completed", only_from=("in_progress",),
+                            ended_at=time.time() - 40 * 86400)
+    await tables.insert_file(FileRecord("file-old", 1, 7, "batch", "a", 1,
+                                        time.time() - 40 * 86400), b"x")
+    await tables.insert_file(FileRecord("file-old-output", 1, 7, "batch_output", "o", 1,
+                                        time.time() - 40 * 86400, batch_id="batch_old",
+                                        role="output"), None)
+    await tables.create_batch(_batch("batch_new", 1), [(0, "y", "{}")])
+    cutoff = time.time() - 30 * 86400
+    assert await tables.expired(cutoff) == (["batch_old"], ["file-old"])
+    await tables.delete_batch("batch_old")
+    await tables.delete_file("file-old")
+    assert await tables.expired(cutoff) == ([], [])
+    assert await tables.get_batch("batch_old") is None
+    assert await tables.get_file("file-old-output") is None
+    assert await tables.results("batch_old", -1, 10) == []
+    assert (await tables.get_batch("batch_new")).status == "in_progress"

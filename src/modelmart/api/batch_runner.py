@@ -57,8 +57,10 @@ STALE_CHECK_EVERY = 60.0  # seconds: how often to look for such batches (a write
 
 class BatchRunner:
     def __init__(self, app: "App", *, concurrency: int = 8, parallel: int = 2,
-                 poll_interval: float = 1.0, lease_seconds: float = 30.0) -> None:
+                 poll_interval: float = 1.0, lease_seconds: float = 30.0,
+                 retention_days: float = 30.0) -> None:
         self.app = app
+        self.retention = retention_days * 86400
         self.concurrency = max(1, concurrency)
         self.parallel = max(1, parallel)
         self.poll_interval = poll_interval
@@ -109,6 +111,7 @@ class BatchRunner:
                     stale_check = time.monotonic() + STALE_CHECK_EVERY
                     if await self.tables.stale_validating(time.time() - STALE_VALIDATING):
                         await self.tables.fail_stale(time.time() - STALE_VALIDATING)
+                    await self._purge()
                 await self._claim_some()
             except Exception:
                 log.exception("looking for batches to run failed")
@@ -117,6 +120,19 @@ class BatchRunner:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             except asyncio.TimeoutError:
                 pass
+
+    async def _purge(self) -> None:
+        """Batches ended, and files uploaded, more than the retention ago: prompts and
+        answers are not kept longer than that."""
+        if self.retention <= 0:
+            return
+        batches, files = await self.tables.expired(time.time() - self.retention)
+        for batch_id in batches:
+            await self.tables.delete_batch(batch_id)
+        for file_id in files:
+            await self.tables.delete_file(file_id)
+        if batches or files:
+            log.info("retention: removed %d batches and %d files", len(batches), len(files))
 
     async def _claim_some(self) -> None:
         if len(self.runs) >= self.parallel:

@@ -38,7 +38,8 @@ class Batches:
     def __init__(self, app: "App") -> None:
         self.app = app
         s = app.settings
-        self.runner = BatchRunner(app, concurrency=s.batch_concurrency)
+        self.runner = BatchRunner(app, concurrency=s.batch_concurrency,
+                                  retention_days=s.batch_retention_days)
         self.tables: BatchTables | None = None
 
     def routes(self) -> dict:
@@ -223,6 +224,7 @@ class Batches:
             if batch.status in (*ACTIVE, "validating"):
                 raise InvalidRequest(f"Message Batch {batch.id} is still processing; cancel "
                                      f"it and wait for it to end before deleting it.")
+            await self.tables.delete_batch(batch.id)
             return {"id": batch.id, "type": "message_batch_deleted"}
         raise _no_route(method, scope)
 

@@ -36,6 +36,8 @@ class Settings:
     # Uploaded files (/v1/files) and Message Batch bodies may be larger than other bodies.
     max_file_bytes: int = 200 * 1024 * 1024
     batch_concurrency: int = 8  # requests of one batch in flight at once, per process
+    # Ended batches (their prompts and answers) and uploaded files are removed after this.
+    batch_retention_days: float = 30.0
     # A prebuilt catalog (tests); when None it is loaded from ``config_path``.
     catalog: Catalog | None = field(default=None, repr=False)
 
@@ -57,6 +59,7 @@ class Settings:
             metrics_auth=_flag(env.get("MODELMART_METRICS_AUTH"), True),
             max_file_bytes=int(float(env.get("MODELMART_MAX_FILE_MB", 200)) * 1024 * 1024),
             batch_concurrency=int(env.get("MODELMART_BATCH_CONCURRENCY", 8)),
+            batch_retention_days=float(env.get("MODELMART_BATCH_RETENTION_DAYS", 30)),
         )
 
     def load_catalog(self) -> Catalog:

@@ -280,6 +280,22 @@ class BatchTables:
             (time.time(), '[{"code": "interrupted", "message": "The server stopped while it '
                           'stored this batch; create it again."}]', older_than))
 
+    async def delete_batch(self, batch_id: str) -> None:
+        """A batch, its requests and its result files; the answers go with them."""
+        for sql in ("DELETE FROM batch_requests WHERE batch_id = ?",
+                    "DELETE FROM files WHERE batch_id = ?", "DELETE FROM batches WHERE id = ?"):
+            await self.store._execute(sql, (batch_id,))
+
+    async def expired(self, before: float, limit: int = 100) -> tuple[list[str], list[str]]:
+        """(ended batches, uploaded files) older than ``before``: what retention removes."""
+        batches = await self.store._all(
+            f"SELECT id FROM batches WHERE ended_at < ? ORDER BY id LIMIT {int(limit)}",
+            (before,))
+        files = await self.store._all(
+            f"SELECT id FROM files WHERE batch_id IS NULL AND created_at < ? ORDER BY id "
+            f"LIMIT {int(limit)}", (before,))
+        return [row[0] for row in batches], [row[0] for row in files]
+
     # ---- leases ---------------------------------------------------------------------
     async def active(self, limit: int = 50) -> list[BatchRecord]:
         rows = await self.store._all(
