@@ -70,12 +70,22 @@ def test_bad_requests_name_the_parameter(body, param, words):
     assert words in e.value.message
 
 
-@pytest.mark.parametrize("tokens", [[1, 2, 3], [[1, 2], [3]], ["text", [1, 2]]])
-def test_token_arrays_are_refused_clearly(tokens):
+@pytest.mark.parametrize("tokens, inputs", [([1, 2, 3], [[1, 2, 3]]),
+                                            ([[1, 2], [3]], [[1, 2], [3]])])
+def test_token_arrays_are_decoded_as_such(tokens, inputs):
+    req = decode(input=tokens)
+    assert req.token_ids and req.inputs == inputs
+    assert wire.encode_request(req, "m")["input"] == inputs
+    assert not decode(input=["a", "b"]).token_ids
+
+
+@pytest.mark.parametrize("tokens, param", [(["text", [1, 2]], "input[1]"),
+                                           ([[1, 2], "text"], "input"), ([[1, 2], []], "input"),
+                                           ([[1, -2]], "input"), ([[1, True]], "input")])
+def test_mixed_or_bad_token_arrays_are_refused(tokens, param):
     with pytest.raises(InvalidRequest) as e:
         decode(input=tokens)
-    assert e.value.param == "input"
-    assert "Token-array input is not supported" in e.value.message
+    assert e.value.param == param
 
 
 def test_too_many_inputs():

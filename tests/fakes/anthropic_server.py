@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 
 from aiohttp import web
@@ -21,6 +22,16 @@ ERROR_TYPES = {
 
 def _id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex[:24]
+
+
+COUNT_FIELDS = {"model", "messages", "system", "tools", "tool_choice", "thinking",
+                "mcp_servers"}
+
+
+def fake_count(body: dict) -> int:
+    """The fake's tokenizer: words and punctuation marks of the prompt's JSON, plus 3."""
+    prompt = json.dumps([body.get("system"), body.get("messages"), body.get("tools")])
+    return len(re.findall(r"\w+|[^\w\s]", prompt)) + 3
 
 
 def error_response(status: int, message: str, retry_after: float | None = None) -> web.Response:
@@ -139,7 +150,25 @@ class FakeAnthropic(FakeServer):
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
         return app
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """``POST /v1/messages/count_tokens``: the prompt's fields only (model, messages,
+        system, tools, tool_choice, thinking); answers ``{"input_tokens": N}``."""
+        if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
+            return error_response(401, "invalid x-api-key")
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return error_response(400, "There was an issue with your request body: not JSON")
+        self.received.append(Received(request.path, dict(request.headers), body))
+        for name in body:
+            if name not in COUNT_FIELDS:
+                return error_response(400, f"{name}: Extra inputs are not permitted")
+        if not body.get("model") or not body.get("messages"):
+            return error_response(400, "model and messages: Field required")
+        return web.json_response({"input_tokens": fake_count(body)})
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         if "anthropic-version" not in request.headers:

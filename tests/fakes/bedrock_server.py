@@ -32,6 +32,14 @@ ERROR_TYPES = {
     500: "InternalServerException", 503: "ServiceUnavailableException",
 }
 _PATH = re.compile(r"^/model/([^/]+)/(converse|converse-stream)$")
+_COUNT_PATH = re.compile(r"^/model/([^/]+)/count-tokens$")
+
+
+def fake_count(converse: dict) -> int:
+    """The fake's tokenizer: words and punctuation marks of the prompt's JSON, plus 5."""
+    prompt = json.dumps([converse.get("system"), converse["messages"],
+                         converse.get("toolConfig")])
+    return len(re.findall(r"\w+|[^\w\s]", prompt)) + 5
 _BODY_FIELDS = {"messages", "system", "inferenceConfig", "toolConfig", "guardrailConfig",
                 "additionalModelRequestFields", "promptVariables", "requestMetadata",
                 "additionalModelResponseFieldPaths", "performanceConfig", "serviceTier",
@@ -200,6 +208,8 @@ class FakeBedrock(FakeServer):
         return app
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if _COUNT_PATH.match(request.raw_path.split("?")[0]):
+            return await self.count_tokens(request)
         match = _PATH.match(request.raw_path.split("?")[0])
         if match is None:
             return error_response(404, "Not Found", kind="UnknownOperationException")
@@ -226,6 +236,27 @@ class FakeBedrock(FakeServer):
         if action == "converse-stream":
             return await self._stream(request, reply, body)
         return web.json_response(converse_body(reply, body),
+                                 headers={"x-amzn-requestid": _request_id()})
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        """``CountTokens``: ``{"input": {"converse": {messages, system, toolConfig,
+        additionalModelRequestFields}}}`` (or ``invokeModel``) in, ``{"inputTokens"}`` out."""
+        raw = await request.read()
+        refusal = self.check_auth(request, raw)
+        if refusal is not None:
+            return refusal
+        body = json.loads(raw)
+        self.received.append(Received(request.raw_path, dict(request.headers), body))
+        converse = (body.get("input") or {}).get("converse")
+        if not isinstance(converse, dict) or not converse.get("messages"):
+            return error_response(400, "1 validation error detected: Value at "
+                                  "'input.converse.messages' failed to satisfy constraint: "
+                                  "Member must not be null")
+        unknown = set(converse) - {"messages", "system", "toolConfig",
+                                   "additionalModelRequestFields"}
+        if unknown:
+            return error_response(400, f"Unknown parameter in input.converse: {sorted(unknown)}")
+        return web.json_response({"inputTokens": fake_count(converse)},
                                  headers={"x-amzn-requestid": _request_id()})
 
     # ---- auth -------------------------------------------------------------------------

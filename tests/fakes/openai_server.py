@@ -138,6 +138,8 @@ class FakeOpenAI(FakeServer):
         if reply.error_status is not None:
             return _error_reply(reply)
         completion = _Completion(reply, body["model"])
+        if body.get("logprobs"):
+            completion.top_logprobs = int(body.get("top_logprobs") or 0)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return await self._stream(request, completion, include_usage)
@@ -222,6 +224,7 @@ class _Completion:
         self.id = "chatcmpl-" + secrets.token_urlsafe(21)[:29]
         self.created = int(time.time())
         self.call_ids = [c.id or _call_id() for c in reply.tool_calls]
+        self.top_logprobs: int | None = None  # set when the request asked for logprobs
 
     @property
     def finish_reason(self) -> str:
@@ -253,10 +256,25 @@ class _Completion:
             message["tool_calls"] = self._calls()
         return {
             "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
-            "choices": [{"index": 0, "message": message, "logprobs": None,
+            "choices": [{"index": 0, "message": message, "logprobs": self.logprobs(),
                          "finish_reason": self.finish_reason}],
             "usage": self.usage(), "service_tier": "default", "system_fingerprint": "fp_fake0001",
         }
+
+    def logprobs(self) -> dict | None:
+        """OpenAI's ``{"content": [{token, logprob, bytes, top_logprobs}], "refusal"}``,
+        a word a token, made-up but deterministic probabilities."""
+        if self.top_logprobs is None:
+            return None
+        content = []
+        for i, token in enumerate(re.findall(r"\s*\S+", self.reply.text or "")):
+            logprob = -0.01 * (i + 1)
+            alternatives = [{"token": token if k == 0 else f"{token}~{k}",
+                             "logprob": logprob - k, "bytes": list(token.encode())}
+                            for k in range(self.top_logprobs)]
+            content.append({"token": token, "logprob": logprob, "bytes": list(token.encode()),
+                            "top_logprobs": alternatives})
+        return {"content": content, "refusal": None}
 
     def chunks(self, include_usage: bool) -> list[dict]:
         deltas = list(self._deltas())

@@ -20,7 +20,7 @@ from modelmart.metering import reports
 from modelmart.store.errors import Conflict
 from modelmart.tenancy import accounts
 
-from . import admin_console
+from . import admin_batches, admin_console
 from .admin_evals import EvalsAdmin
 from . import admin_fields as fields
 from .admin_spec import openapi_spec, DOCS_HTML
@@ -171,6 +171,8 @@ class AdminAPI:
             return 200, await reports.margins(self.app.store, self._month(q))
         if route == ("GET", "models", 1):
             return 200, self._models()
+        if parts[0] == "batches":  # api/admin_batches.py
+            return await admin_batches.dispatch(self.app, method, parts, q)
         return await admin_console.dispatch(self.app, method, parts, q, scope, receive)
 
     async def _body(self, scope: Scope, receive: Receive) -> dict:

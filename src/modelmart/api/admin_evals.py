@@ -156,11 +156,11 @@ def openapi_paths(prefix: str = "/admin/v1") -> dict:
                                    ("offset", "query", False, integer, "skip this many")])},
         f"{prefix}/evals/runs/{{run}}/report/{{file}}": {"get": _op(
             "A report file: summary.md, results.json, scores.svg, frontier_gap.svg or "
-            "quality_cost.svg", params=[run, ("file", "path", True, {"enum": ["summary.md", "results.json", "scores.svg",
+            "quality_cost.svg", also=("text/markdown", "image/svg+xml"), params=[run, ("file", "path", True, {"enum": ["summary.md", "results.json", "scores.svg",
                                                      "frontier_gap.svg", "quality_cost.svg"]},
                         "the file's name"), seed])},
         f"{prefix}/evals/leaderboard": {"get": _op(
-            "Every task's newest results per model", params=[
+            "Every task's newest results per model", also=("text/markdown",), params=[
                 ("task", "query", False, "one task"),
                 ("format", "query", False, {"enum": ["json", "md"]}, "json (default) or md"),
                 seed])},

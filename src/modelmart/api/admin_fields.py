@@ -139,6 +139,9 @@ class Names:
     def check(self, name: str, value: Any) -> list[str]:
         if not isinstance(value, list):
             raise bad(name, f"must be an array of model ids, got {describe(value)}")
+        if not value:  # an empty list would read as "no restriction": never a default
+            raise bad(name, "is empty: give at least one model id, or leave models out for "
+                            "a key that may use every model")
         if len(value) > self.max_items:
             raise bad(name, f"must hold at most {self.max_items} model ids")
         for i, item in enumerate(value):
@@ -146,7 +149,7 @@ class Names:
         return value
 
     def schema(self) -> dict:
-        return _nullable({"type": "array", "maxItems": self.max_items,
+        return _nullable({"type": "array", "minItems": 1, "maxItems": self.max_items,
                           "items": Text(required=True).schema()}, self.required)
 
 

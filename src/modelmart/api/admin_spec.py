@@ -30,13 +30,16 @@ def _list(items: dict) -> dict:
 
 
 def _op(summary: str, *, params=(), body=None, ok="200", ok_schema: dict | None = None, csv=False,
-        errors=("400", "401", "403", "404"), constraints: str | None = None) -> dict:
+        errors=("400", "401", "403", "404"), constraints: str | None = None,
+        also: tuple[str, ...] = ()) -> dict:
     """``constraints``: what a valid request must also satisfy that JSON Schema cannot say
     (one date after another, a cursor from a previous page): a request the schema allows
     may still be a 400 for it (``x-modelmart-constraints``)."""
     content = {_JSON: {"schema": ok_schema if ok_schema is not None else {}}}
     if csv:
         content["text/csv"] = {"schema": _TEXT}
+    for media_type in also:  # other representations of the answer (Markdown, SVG)
+        content[media_type] = {"schema": _TEXT}
     op: dict = {"summary": summary, "security": [{"bearer": []}],
                 "responses": {ok: {"description": "ok", "content": content},
                               **{status: _ERROR for status in errors}}}
@@ -128,9 +131,11 @@ def openapi_spec() -> dict:
                     _object(id=_TEXT, strategy=_TEXT, deployments=_list({"type": "object"}))))},
         },
     }
-    from .admin_console import spec_paths  # the console's routes (api/admin_console.py)
+    from . import admin_batches, admin_console  # their routes' entries
     from .admin_evals import openapi_paths  # evaluations (api/admin_evals.py)
-    for path, ops in [*spec_paths(p, _op).items(), *openapi_paths(p).items()]:
+    entries = [*admin_console.spec_paths(p, _op).items(), *admin_batches.spec_paths(p, _op).items(),
+               *openapi_paths(p).items()]
+    for path, ops in entries:
         spec["paths"].setdefault(path, {}).update(ops)
     return spec
 

@@ -49,6 +49,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelmart.admission")
 
 _SIGV4 = b"AWS4-HMAC-SHA256"
+# A request of a batch, run in process by ``api/batch_runner.py``: the scope carries a
+# ``BatchRequest`` instead of credentials (the batch's key was checked when it was made).
+# Only code in this process builds scopes, so no client can set it.
+BATCH_SCOPE = "modelmart.batch"
+
+
+@dataclass(slots=True, frozen=True)
+class BatchRequest:
+    batch_id: str
+    request_id: str  # the ledger's id for this run of the request
+    key: ApiKey | None  # None only with MODELMART_AUTH=off
 
 
 def secret_from(scope: Scope) -> str | None:
@@ -84,6 +95,7 @@ class Call:
     reservation: object | None = None
     headers: dict[str, str] = field(default_factory=dict)
     sigv4: bool = False  # authenticated by SigV4: ``verify_body`` must still run
+    batch_id: str | None = None  # a request of this batch: priced at the batch rate
     admitted: bool = False
     settled: bool = False
     record: UsageRecord | None = None
@@ -114,6 +126,11 @@ class Call:
 
     # ---- before the call ------------------------------------------------------------
     def authenticate(self, scope: Scope) -> None:
+        batch = scope.get(BATCH_SCOPE)
+        if batch is not None:
+            self.rid, self.key, self.batch_id = batch.request_id, batch.key, batch.batch_id
+            REQUEST_ID.set(self.rid)
+            return
         self.admission.authenticate(self, scope)
 
     def verify_body(self, scope: Scope, body: bytes) -> None:
@@ -295,7 +312,11 @@ class Admission:
                 estimated: bool) -> UsageRecord:
         cost = price = 0
         if deployment is not None and (usage.total_input_tokens or usage.output_tokens):
-            cost, price = self.app.pricing.quote(call.entry, deployment, usage, call.started)
+            quote = self.app.pricing.batch_quote if call.batch_id else self.app.pricing.quote
+            cost, price = quote(call.entry, deployment, usage, call.started)
+        extra = {"usage_estimated": True} if estimated else {}
+        if call.batch_id:
+            extra["batch_id"] = call.batch_id
         key = call.key
         return UsageRecord(
             request_id=call.rid, created_at=call.started,
@@ -308,7 +329,7 @@ class Admission:
             cost_pico=cost, price_pico=price,
             latency_ms=round((time.perf_counter() - call.t0) * 1000, 3), ttft_ms=ttft_ms,
             attempts=attempts, http_status=http_status, error=error,
-            extra={"usage_estimated": True} if estimated else {},
+            extra=extra,
         )
 
     async def _correct(self, call: Call, tokens: int, price: int) -> None:

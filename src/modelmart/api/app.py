@@ -31,6 +31,8 @@ from .admin import AdminAPI
 from .embeddings import embedding_routes
 from . import passthrough
 from .admission import Admission
+from .batches import Batches
+from .count_tokens import count_tokens_routes
 from .console import Console
 from .metrics import Metrics
 from .http import Receive, Scope, Send, header, send_json
@@ -77,6 +79,7 @@ class App:
         self._metrics_server = None
         self.admin = AdminAPI(self)
         self.console = Console(self)
+        self.batches = Batches(self)
         self.http = None
         self.store = None
         self.keys: KeyCache | None = None
@@ -98,6 +101,8 @@ class App:
             ("GET", "/metrics"): self._metrics,
             ("GET", "/ready"): self._ready,
             **embedding_routes(self),  # POST /v1/embeddings and /embeddings
+            **self.batches.routes(),  # /v1/files, /v1/batches, /v1/messages/batches
+            **count_tokens_routes(self),  # POST /v1/messages/count_tokens
         }
 
     def _routing_cost(self, dep, input_tokens: int, output_tokens: int) -> int | None:
@@ -136,12 +141,14 @@ class App:
             provider = provider_class(dep.config.kind)(dep.config, self.http)
             await provider.start()
             self.providers[dep.name] = provider
+        await self.batches.start()
         log.info("modelmart ready: %d models, %d deployments",
                  len(self.catalog.models), len(self.providers))
 
     async def shutdown(self) -> None:
         if self._metrics_server is not None:
             self._metrics_server.should_exit = True
+        await self.batches.close()
         for task in list(self.background):
             task.cancel()
         for provider in self.providers.values():
@@ -302,6 +309,8 @@ class App:
         if path.startswith("/admin"):
             await self.admin(scope, receive, send)
             return
+        if self.batches.owns(path):
+            return await self.batches(scope, receive, send)
         if method == "POST" and path.startswith("/model/"):
             match = _BEDROCK_PATH.fullmatch(scope.get("raw_path") or path.encode())
             if match is not None:

@@ -69,7 +69,7 @@ async def _admit(app: "App", call: Call, scope: Scope, receive: Receive) -> Embe
     call.verify_body(scope, body)
     req = openai_embeddings.decode_request(parse_json(body))
     # Before admission: a chat-only model is refused without reserving anything.
-    embedding_deployments(app.router, app.catalog.get(req.model))
+    embedding_deployments(app.router, app.catalog.get(req.model), req.token_ids)
     await call.admit_embedding(req.model, embedding_token_bound(req.inputs))
     return req
 

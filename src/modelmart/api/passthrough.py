@@ -15,7 +15,7 @@ from urllib.parse import quote
 from modelmart.catalog import Catalog, ModelEntry
 from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import Request
-from modelmart.dialects.passthrough import allowed_for, cost_bearing
+from modelmart.dialects.passthrough import allowed_for, cost_bearing, result_bearing
 
 DROPPED_HEADER = "x-modelmart-dropped-params"
 
@@ -34,7 +34,9 @@ def check(req: Request, entry: ModelEntry, headers: dict[str, str]) -> None:
     lists = [d.config.passthrough for d in entry.deployments if d.config.kind == req.source]
     allowed = frozenset().union(*lists) if lists else frozenset()
     if allowed.issuperset(extra):
+        _check_results(req, entry, allowed)
         return
+    _check_results(req, entry, allowed)
     refused = cost_bearing(req.source).intersection(extra).difference(allowed)
     if refused:
         name = sorted(refused)[0]
@@ -58,3 +60,20 @@ def _header_value(names: list[str]) -> str:
     if len(names) > _SHOWN:
         shown.append(f"...{len(names) - _SHOWN} more")
     return ",".join(shown)
+
+
+def _check_results(req: Request, entry: ModelEntry, allowed: frozenset[str]) -> None:
+    """Log probabilities asked for (``logprobs: true``, ``top_logprobs``) must come back or
+    be refused: never streamed here, and only from deployments that pass them on."""
+    asked = sorted(k for k in result_bearing(req.source) if req.extra.get(k))
+    if not asked:
+        return
+    if req.stream:
+        raise InvalidRequest(f"'{asked[0]}' is not available with stream: true on this "
+                             f"gateway; ask without streaming to get log probabilities.",
+                             param=asked[0])
+    if not allowed.issuperset(asked):
+        raise InvalidRequest(
+            f"'{asked[0]}' is not available for the model '{entry.id}': none of its "
+            f"deployments returns log probabilities (only OpenAI-compatible ones do, with "
+            f"'{asked[0]}' in their catalog key 'passthrough').", param=asked[0])

@@ -36,6 +36,11 @@ class Settings:
     # Also serve /metrics, without the admin key, on this port (for Prometheus).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # Uploaded files (/v1/files) and Message Batch bodies may be larger than other bodies.
+    max_file_bytes: int = 200 * 1024 * 1024
+    batch_concurrency: int = 8  # requests of one batch in flight at once, per process
+    # Ended batches (their prompts and answers) and uploaded files are removed after this.
+    batch_retention_days: float = 30.0
     # A prebuilt catalog (tests); when None it is loaded from ``config_path``.
     catalog: Catalog | None = field(default=None, repr=False)
 
@@ -58,6 +63,9 @@ class Settings:
             metrics_port=int(env["MODELMART_METRICS_PORT"]) if env.get("MODELMART_METRICS_PORT")
             else None,
             metrics_host=env.get("MODELMART_METRICS_HOST") or "127.0.0.1",
+            max_file_bytes=int(float(env.get("MODELMART_MAX_FILE_MB", 200)) * 1024 * 1024),
+            batch_concurrency=int(env.get("MODELMART_BATCH_CONCURRENCY", 8)),
+            batch_retention_days=float(env.get("MODELMART_BATCH_RETENTION_DAYS", 30)),
         )
 
     def load_catalog(self) -> Catalog:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,11 @@ BUNDLED_MODEL_ID = "smollm2-135m"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 _MODEL_KEYS = {"deployments", "strategy", "description", "owned_by", "price", "max_output_tokens",
-               "retries", "cooldown"}
+               "retries", "cooldown", "batch_discount"}
 _DEPLOYMENT_KEYS = {
     "provider", "model", "base_url", "api_key", "auth_header", "headers",
     "unsupported_params", "timeouts", "weight", "region", "capabilities", "options", "name",
-    "cost", "passthrough", "tls", "proxy", "limits",
+    "cost", "passthrough", "tls", "proxy", "limits", "batch_cost_discount",
 }
 _STRATEGIES = {"fallback", "weighted", "least-latency", "lowest-cost", "cheapest-within-gap"}
 _GAP_KEYS = {"task", "max_gap", "candidates"}
@@ -119,7 +120,20 @@ def _deployment(model_id: str, index: int, data: Any) -> Deployment:
         weight=float(weight),
         region=data.get("region"),
         cost=data.get("cost"),
+        batch_cost_discount=_fraction(data.get("batch_cost_discount", 0),
+                                      f"{where}.batch_cost_discount"),
     )
+
+
+def _fraction(value: Any, where: str) -> Decimal:
+    """A discount: a decimal fraction from 0 (none) to 1 (free)."""
+    try:
+        fraction = Decimal(str(value))
+    except InvalidOperation:
+        fraction = Decimal("NaN")
+    if isinstance(value, bool) or not fraction.is_finite() or not 0 <= fraction <= 1:
+        raise CatalogError(f"{where}: must be a fraction from 0 to 1, e.g. 0.5, not {value!r}")
+    return fraction
 
 
 def _passthrough(value: Any, where: str) -> frozenset[str] | None:
@@ -164,6 +178,7 @@ def _model(model_id: str, data: Any) -> ModelEntry:
         description=data.get("description"),
         price=data.get("price"),
         max_output_tokens=int(data.get("max_output_tokens", 4096)),
+        batch_discount=_fraction(data.get("batch_discount", "0.5"), f"{where}.batch_discount"),
         retries=retries,
         cooldown=cooldown,
     )

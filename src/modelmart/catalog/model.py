@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from modelmart.core.errors import NotFound
 from modelmart.providers.base import ProviderConfig
@@ -20,6 +21,10 @@ class Deployment:
     # Provider cost override (USD per million tokens, one version or a list of versions);
     # None: the shipped price book by provider kind and upstream model.
     cost: dict | list | None = None
+    # The fraction taken off this deployment's provider cost for requests of a batch: 0
+    # (modelmart runs batches with ordinary requests), unless the upstream bills them
+    # less (e.g. OpenAI's flex processing at batch rates).
+    batch_cost_discount: Decimal = Decimal(0)
 
 
 @dataclass(slots=True)
@@ -54,6 +59,8 @@ class ModelEntry:
     price: dict | list | None = None
     # Output cap assumed for budget reservations when a request sets no max_tokens.
     max_output_tokens: int = 4096
+    # The fraction taken off the customer price for requests of a batch (api/batches).
+    batch_discount: Decimal = Decimal("0.5")
     retries: RetryPolicy = field(default_factory=RetryPolicy)
     cooldown: CooldownPolicy = field(default_factory=CooldownPolicy)
     # strategy cheapest-within-gap: routing.quality.GapPolicy (task, max_gap, candidates)

@@ -10,7 +10,7 @@ import sys
 from modelmart.catalog.loader import CatalogError, load_catalog
 from modelmart.store.errors import StoreError
 
-from . import accounts, reports, serve
+from . import accounts, batches, reports, serve
 from . import evals as eval_commands
 
 
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     accounts.register(sub)
     reports.register(sub)
     eval_commands.register(sub)
+    batches.register(sub)
     return parser
 
 

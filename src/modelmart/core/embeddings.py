@@ -1,7 +1,8 @@
 """The canonical embeddings request and response (``POST /v1/embeddings`` and its kin).
 
-Inputs are text only: token-id arrays belong to one tokenizer, and the model that serves a
-request is the router's choice, so the gateway refuses them rather than guess.
+Inputs are texts, or lists of token ids (``token_ids``): ids of the client's tokenizer
+(LangChain's OpenAIEmbeddings sends tiktoken's), which only an upstream of that tokenizer
+can read, so they go to OpenAI-compatible deployments only (``routing/embed.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ EncodingFormat = Literal["float", "base64"]
 @dataclass(slots=True)
 class EmbeddingRequest:
     model: str
-    inputs: list[str]
+    inputs: list  # of str; of list[int] when ``token_ids``
     # Requested vector size (OpenAI text-embedding-3, Gemini outputDimensionality); None:
     # the model's own.
     dimensions: int | None = None
@@ -26,6 +27,7 @@ class EmbeddingRequest:
     # Fields the client sent that we do not interpret; passed on only to upstreams of the
     # client's own dialect (OpenAI-compatible ones).
     extra: dict[str, Any] = field(default_factory=dict)
+    token_ids: bool = False
 
 
 @dataclass(slots=True)
@@ -37,7 +39,8 @@ class EmbeddingResponse:
     estimated: bool = False
 
 
-def estimate_tokens(inputs: list[str]) -> int:
-    """About four characters a token: for reservations, and for upstreams (Gemini) that do
-    not report what they counted."""
-    return sum(math.ceil(len(text) / 4) for text in inputs)
+def estimate_tokens(inputs: list) -> int:
+    """About four characters a token (a list of token ids: its length): for upstreams
+    (Gemini) that do not report what they counted."""
+    return sum(len(item) if isinstance(item, list) else math.ceil(len(item) / 4)
+               for item in inputs)

@@ -6,11 +6,15 @@ the upstream's status meaning (an upstream 529 stays 529, a 413 stays 413).
 
 from __future__ import annotations
 
+import re
+
 
 class GatewayError(Exception):
     status: int = 500
     # A short machine name; dialects map it to their own error type strings.
     kind: str = "internal"
+    # A finer machine name, where a client acts on it (OpenAI's error ``code``).
+    code: str | None = None
 
     def __init__(
         self,
@@ -20,11 +24,14 @@ class GatewayError(Exception):
         param: str | None = None,
         retry_after: float | None = None,
         headers: dict[str, str] | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         if status is not None:
             self.status = status
+        if code is not None:
+            self.code = code
         self.param = param
         self.retry_after = retry_after
         self.headers = headers or {}
@@ -36,6 +43,21 @@ class GatewayError(Exception):
 class InvalidRequest(GatewayError):
     status = 400
     kind = "invalid_request"
+
+
+# The ``code`` of a prompt longer than the model's context window (OpenAI's name for it).
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+# How upstreams say so: Anthropic (and Claude on Bedrock) "prompt is too long: N tokens >
+# M maximum", OpenAI-compatible hosts "This model's maximum context length is N tokens",
+# Gemini "The input token count (N) exceeds the maximum number of tokens allowed (M)",
+# Bedrock "Input is too long for requested model".
+_TOO_LONG = re.compile(r"prompt is too long|input is too long|maximum context length"
+                       r"|input token count \(\d+\) exceeds|context window", re.IGNORECASE)
+
+
+def too_long_code(status: int, message: str) -> str | None:
+    """``CONTEXT_LENGTH_EXCEEDED`` for a 400 that says the prompt does not fit."""
+    return CONTEXT_LENGTH_EXCEEDED if status == 400 and _TOO_LONG.search(message) else None
 
 
 class AuthenticationFailed(GatewayError):
@@ -124,6 +146,8 @@ def error_for_status(status: int, message: str, **kw) -> GatewayError:
     cls = _BY_STATUS.get(status)
     if cls is None:
         cls = InvalidRequest if 400 <= status < 500 else UpstreamError
+    if kw.get("code") is None:
+        kw["code"] = too_long_code(status, message)
     return cls(message, status=status, **kw)
 
 

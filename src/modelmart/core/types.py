@@ -62,7 +62,29 @@ class ThinkingBlock:
     type: Literal["thinking"] = "thinking"
 
 
-Block = Union[TextBlock, ImageBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock]
+@dataclass(slots=True)
+class DocumentBlock:
+    """A document given to the model: text (``text``; ``media_type`` text/plain,
+    text/markdown, text/csv or text/html) or a file as base64 (``data``: a PDF, or an
+    office file that only Bedrock reads). ``name`` is its title. No citations."""
+
+    media_type: str
+    text: str | None = None
+    data: str | None = None
+    name: str | None = None
+    context: str | None = None
+    type: Literal["document"] = "document"
+
+    def as_text(self) -> str:
+        """A text document for upstreams without document blocks: its title and context
+        on lines of their own, then the text."""
+        head = [f"Document: {self.name}"] if self.name else []
+        if self.context:
+            head.append(self.context)
+        return "\n".join([*head, "", self.text or ""]) if head else (self.text or "")
+
+
+Block = Union[TextBlock, ImageBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock, DocumentBlock]
 
 
 @dataclass(slots=True)
@@ -132,6 +154,16 @@ class Request:
                     return True
         return False
 
+    def binary_documents(self) -> set[str]:
+        """Media types of the documents given as files (PDFs...), which only some upstreams
+        read (``routing/capability.py``)."""
+        found: set[str] = set()
+        for m in self.messages:
+            for b in m.content:
+                if type(b) is DocumentBlock and b.data is not None:
+                    found.add(b.media_type)
+        return found
+
 
 @dataclass(slots=True)
 class Usage:
@@ -162,6 +194,9 @@ class Response:
     stop_sequence: str | None = None
     usage: Usage = field(default_factory=Usage)
     created: int = 0
+    # OpenAI's ``choices[0].logprobs`` as an OpenAI-compatible upstream sent it, for an
+    # OpenAI client that asked for them (``logprobs`` is refused where they cannot come).
+    logprobs: Any = None
 
 
 # ---- stream events -------------------------------------------------------------------

@@ -37,6 +37,12 @@ COST_BEARING: dict[str, frozenset[str]] = {
 }
 
 
+# Fields whose answer comes back in the response (OpenAI's log probabilities): refused
+# rather than dropped where no deployment can answer them, and never streamed back (the
+# stream encoders carry no log probabilities).
+RESULT_BEARING: dict[str, frozenset[str]] = {"openai": frozenset({"logprobs", "top_logprobs"})}
+
+
 def allowed_for(kind: str, configured: list[str] | None) -> frozenset[str]:
     """The fields a deployment of ``kind`` passes on: its catalog list, else the default."""
     if configured is not None:
@@ -46,3 +52,7 @@ def allowed_for(kind: str, configured: list[str] | None) -> frozenset[str]:
 
 def cost_bearing(dialect: str) -> frozenset[str]:
     return COST_BEARING.get(dialect, frozenset())
+
+
+def result_bearing(dialect: str) -> frozenset[str]:
+    return RESULT_BEARING.get(dialect, frozenset())

@@ -22,7 +22,7 @@ import math
 import orjson
 
 from modelmart.core.types import (
-    ImageBlock, Request, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
+    DocumentBlock, ImageBlock, Request, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
 )
 
 TEMPLATE_TOKENS = 64  # per request: the chat template and any default system prompt
@@ -31,6 +31,10 @@ TOOLS_TOKENS = 512  # once, when tools are offered: the provider's tool-use inst
 # Per image: the dearest image pricing among providers (GPT-4.1-nano's patches x 2.46 reach
 # ~3,800 tokens for a large image; Anthropic's ~1,600, Gemini's 258).
 IMAGE_TOKENS = 4000
+# Per base64 character of a document file (a PDF): its pages' text, compressed in the file,
+# and an image of each page (Anthropic, Gemini). Two tokens a character is ~2.7 a byte of
+# the file: beyond what any provider bills for a PDF, but it is not a proof.
+DOCUMENT_TOKENS_PER_CHAR = 2
 
 
 def _bytes(text: str) -> int:
@@ -70,6 +74,10 @@ def _block(block) -> tuple[int, int]:
         return _bytes(block.text), 0
     if cls is ImageBlock:
         return 0, 1
+    if cls is DocumentBlock:
+        if block.data is not None:
+            return DOCUMENT_TOKENS_PER_CHAR * len(block.data), 0
+        return _bytes(block.as_text()), 0
     if cls is ToolUseBlock:
         return _bytes(block.id) + _bytes(block.name) + _json_bytes(block.input), 0
     if cls is ToolResultBlock:
@@ -81,9 +89,11 @@ def _block(block) -> tuple[int, int]:
     return 0, 0
 
 
-def embedding_token_bound(inputs: list[str]) -> int:
-    """``input_token_bound`` for an embeddings request: its texts, and a marker or two each."""
-    return sum(_bytes(text) for text in inputs) + MESSAGE_TOKENS * len(inputs)
+def embedding_token_bound(inputs: list) -> int:
+    """``input_token_bound`` for an embeddings request: its texts (or token-id lists, whose
+    length is their count), and a marker or two each."""
+    return (sum(len(i) if isinstance(i, list) else _bytes(i) for i in inputs)
+            + MESSAGE_TOKENS * len(inputs))
 
 
 def input_token_estimate(req: Request) -> int:
@@ -102,6 +112,8 @@ def input_token_estimate(req: Request) -> int:
                 chars += len(block.name) + len(str(block.input))
             elif cls is ToolResultBlock:
                 chars += sum(len(c.text) for c in block.content if type(c) is TextBlock)
+            elif cls is DocumentBlock:
+                chars += len(block.text or block.data or "")
     for tool in req.tools:
         chars += len(tool.name) + len(tool.description or "") + len(str(tool.input_schema))
     return math.ceil(chars / 4) + 4 * len(req.messages) + 800 * images

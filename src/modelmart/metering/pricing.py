@@ -142,6 +142,15 @@ class Pricing:
             return cost, rule.cost(usage)
         return cost, apply_markup(cost, rule)
 
+    def batch_quote(self, entry: ModelEntry, deployment: Deployment, usage: Usage,
+                    at: float) -> tuple[int, int]:
+        """``quote`` for a request of a batch: the price less the model's
+        ``batch_discount``, the cost less the deployment's ``batch_cost_discount`` (none
+        unless the operator says the upstream bills such requests less)."""
+        cost, price = self.quote(entry, deployment, usage, at)
+        return (apply_markup(cost, -deployment.batch_cost_discount),
+                apply_markup(price, -entry.batch_discount))
+
     def worst_case(self, entry: ModelEntry, input_tokens_estimate: int,
                    max_output_tokens: int, at: float) -> int:
         """The most any deployment could charge for that many tokens (budget reservation).

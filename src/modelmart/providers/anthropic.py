@@ -18,6 +18,7 @@ from .streaming import sse_upstream
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
+COUNTED_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking")
 
 
 class AnthropicProvider(Provider):
@@ -53,6 +54,16 @@ class AnthropicProvider(Provider):
         raw = await post_json(self.http, self.url, self.wire_headers,
                               self.body(request, stream=False), self.config, wire.decode_error)
         return decode_json(raw, self.config, wire.decode_response)
+
+    async def count_input_tokens(self, request: Request) -> int:
+        """Anthropic's own count (``POST /v1/messages/count_tokens``), which takes only the
+        prompt's fields."""
+        data = wire.encode_request(request, self.config.model, stream=False)
+        body = {k: data[k] for k in COUNTED_FIELDS if k in data}
+        url = self.url + "/count_tokens"
+        raw = await post_json(self.http, url, self.wire_headers, orjson.dumps(body),
+                              self.config, wire.decode_error)
+        return decode_json(raw, self.config, wire.decode_token_count)
 
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         return sse_upstream(self.http, self.url, self.wire_headers,

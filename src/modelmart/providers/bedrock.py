@@ -100,6 +100,14 @@ class BedrockProvider(Provider):
         return decode_json(raw, self.config,
                            lambda data: wire.decode_response(data, self.config.model))
 
+    async def count_input_tokens(self, request: Request) -> int:
+        """Bedrock's own count: ``CountTokens`` over the Converse form of the request."""
+        url = f"{self.base_url}/model/{quote(self.config.model, safe='')}/count-tokens"
+        body = orjson.dumps(wire.encode_count_tokens(request, self.config.model))
+        headers = await self.headers(url, body, stream=False)
+        raw = await post_json(self.http, url, headers, body, self.config, wire.decode_error)
+        return decode_json(raw, self.config, wire.decode_token_count)
+
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
         async def opening():
             url, body = self.url(stream=True), self.body(request)

@@ -31,12 +31,23 @@ def can_embed(provider: object) -> bool:
     return callable(getattr(provider, "embed", None))
 
 
-def embedding_deployments(router: "Router", entry: ModelEntry) -> list[Deployment]:
-    """The deployments of ``entry`` that can embed; a 400 naming the model when none can."""
+def embedding_deployments(router: "Router", entry: ModelEntry,
+                          token_ids: bool = False) -> list[Deployment]:
+    """The deployments of ``entry`` that can embed (token-id arrays: only OpenAI-compatible
+    ones, which read them with the client's tokenizer); a 400 when none can."""
     able = [d for d in entry.deployments if can_embed(router.providers.get(d.name))]
     if not able:
         raise InvalidRequest(f"The model '{entry.id}' does not support embeddings.",
                              param="model")
+    if token_ids:
+        able = [d for d in able if d.config.kind == _EXTRAS_KIND]
+        if not able:
+            raise InvalidRequest(
+                f"The model '{entry.id}' cannot embed arrays of token ids: its deployments "
+                f"read text with their own tokenizers, whose ids are not the client's (OpenAI's "
+                f"tiktoken ids). Send the text instead: in LangChain, "
+                f"OpenAIEmbeddings(check_embedding_ctx_length=False); with the OpenAI SDK, "
+                f"'input' as a string or an array of strings.", param="input")
     return able
 
 
@@ -46,7 +57,7 @@ async def embed(router: "Router", req: EmbeddingRequest) -> tuple[EmbeddingRespo
     started = clock()
     attempts = 0
     last: GatewayError | None = None
-    for dep in embedding_deployments(router, router.catalog.get(req.model)):
+    for dep in embedding_deployments(router, router.catalog.get(req.model), req.token_ids):
         attempts += 1
         try:
             resp = await router.providers[dep.name].embed(_request_for(dep, req))

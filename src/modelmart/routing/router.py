@@ -20,7 +20,9 @@ from dataclasses import dataclass, replace
 from typing import AsyncIterator, Awaitable, Callable, TypeVar
 
 from modelmart.catalog import Catalog, Deployment, ModelEntry
-from modelmart.core.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
+from modelmart.core.errors import (
+    CONTEXT_LENGTH_EXCEEDED, GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout,
+)
 from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.providers.base import ATTEMPT_DEADLINE, Provider
 
@@ -137,8 +139,10 @@ class Router:
             elif why not in missing:
                 missing.append(why)
         if not able:
+            too_long = any("context window" in why for why in missing)
             raise InvalidRequest(
-                f"The model '{entry.id}' does not support {', '.join(missing)}.", param="model")
+                f"The model '{entry.id}' does not support {', '.join(missing)}.", param="model",
+                code=CONTEXT_LENGTH_EXCEEDED if too_long else None)
         return able
 
     def route_basis(self, entry: ModelEntry) -> str | None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from modelmart.store import batches
+
 TYPES = {
     "sqlite": {
         "pk": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -199,4 +201,6 @@ MIGRATIONS: list[Migration] = [
     # Evaluations (issue #13): runs, one record per (model, item, epoch), pairwise verdicts.
     # The tables are read and written by store/evals.py.
     Migration("0004_evals", EVAL_TABLES),
+    # Files, batches and their requests (store/batches.py).
+    Migration("0005_batches", batches.DDL),
 ]

@@ -6,16 +6,17 @@ from typing import Any
 
 from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import (
-    Block, ImageBlock, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
+    Block, DocumentBlock, ImageBlock, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
 )
 
 from . import _check as check
 
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-_KNOWN = "text, image, tool_use, tool_result, thinking, redacted_thinking"
+_KNOWN = "text, image, document, tool_use, tool_result, thinking, redacted_thinking"
 # Blocks only one side of the conversation may send, as the Messages API enforces.
 _ROLE_OF = {"tool_use": "assistant", "thinking": "assistant",
-            "redacted_thinking": "assistant", "tool_result": "user"}
+            "redacted_thinking": "assistant", "tool_result": "user", "document": "user"}
+PDF = "application/pdf"
 
 
 def decode_content(content: Any, role: str, param: str) -> list[Block]:
@@ -67,6 +68,55 @@ def _image(data: dict, param: str) -> ImageBlock:
                      f"{p}.type")
 
 
+def _document(data: dict, param: str) -> DocumentBlock:
+    """A PDF (base64) or a text document (``text``, or ``content`` text blocks)."""
+    citations = data.get("citations")
+    if citations is not None and check.obj(citations, f"{param}.citations").get("enabled"):
+        raise check.fail("citations are not supported by this gateway; send the document "
+                         "with citations off", f"{param}.citations.enabled")
+    title, context = data.get("title"), data.get("context")
+    doc = DocumentBlock(PDF, name=None if title is None else check.string(title, f"{param}.title"),
+                        context=None if context is None else check.string(
+                            context, f"{param}.context"))
+    p = f"{param}.source"
+    source = check.obj(check.required(data, "source", p), p)
+    kind = source.get("type")
+    if kind == "base64":
+        media = check.required(source, "media_type", f"{p}.media_type")
+        if media != PDF:
+            raise check.fail(f"base64 documents must be {PDF}, got {media!r}", f"{p}.media_type")
+        doc.data = check.string(check.required(source, "data", f"{p}.data"), f"{p}.data",
+                                nonempty=True)
+    elif kind == "text":
+        if source.get("media_type", "text/plain") != "text/plain":
+            raise check.fail("text documents must be text/plain", f"{p}.media_type")
+        doc.media_type = "text/plain"
+        doc.text = check.string(check.required(source, "data", f"{p}.data"), f"{p}.data")
+    elif kind == "content":
+        doc.media_type, doc.text = "text/plain", _content_text(source.get("content"), p)
+    elif kind == "url":
+        raise check.fail("documents by URL are not supported by this gateway; send the PDF "
+                         "as base64", f"{p}.type")
+    else:
+        raise check.fail(f"unsupported document source type {kind!r}; expected base64, "
+                         f"text or content", f"{p}.type")
+    return doc
+
+
+def _content_text(content: Any, param: str) -> str:
+    """A ``content`` document's text blocks, one after the other."""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for i, raw in enumerate(check.array(content, f"{param}.content")):
+        item = check.obj(raw, f"{param}.content.{i}")
+        if item.get("type") != "text":
+            raise check.fail("content documents may hold text blocks only",
+                             f"{param}.content.{i}.type")
+        texts.append(_text(item, f"{param}.content.{i}").text)
+    return "\n\n".join(texts)
+
+
 def _tool_use(data: dict, param: str) -> ToolUseBlock:
     return ToolUseBlock(
         id=check.string(check.required(data, "id", f"{param}.id"), f"{param}.id", nonempty=True),
@@ -113,7 +163,7 @@ def _redacted(data: dict, param: str) -> None:
     return None
 
 
-_DECODERS = {"text": _text, "image": _image, "tool_use": _tool_use,
+_DECODERS = {"text": _text, "image": _image, "document": _document, "tool_use": _tool_use,
              "tool_result": _tool_result, "thinking": _thinking,
              "redacted_thinking": _redacted}
 
@@ -136,7 +186,26 @@ def encode_block(block: Block) -> dict | None:
         if not block.signature:
             return None
         return {"type": "thinking", "thinking": block.text, "signature": block.signature}
+    if isinstance(block, DocumentBlock):
+        return encode_document(block)
     raise InvalidRequest(f"cannot send a {type(block).__name__} to an Anthropic upstream")
+
+
+def encode_document(block: DocumentBlock) -> dict:
+    """A PDF as base64, any text document as text/plain (citations off)."""
+    if block.data is not None:
+        if block.media_type != PDF:
+            raise InvalidRequest(f"Anthropic reads PDF and text documents, not "
+                                 f"{block.media_type}", param="messages")
+        source = {"type": "base64", "media_type": PDF, "data": block.data}
+    else:
+        source = {"type": "text", "media_type": "text/plain", "data": block.text or ""}
+    out: dict[str, Any] = {"type": "document", "source": source}
+    if block.name:
+        out["title"] = block.name
+    if block.context:
+        out["context"] = block.context
+    return out
 
 
 def encode_image(block: ImageBlock) -> dict:

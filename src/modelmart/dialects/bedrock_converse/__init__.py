@@ -14,6 +14,7 @@ the URL path and streams AWS event-stream frames instead of SSE:
   ``decode_error(status, body, headers=None)``.
 """
 
+from .count import decode_token_count, encode_count_tokens
 from .errors import decode_error, encode_error, error_headers
 from .request import decode_request, encode_request
 from .response import decode_response, encode_response
@@ -24,5 +25,5 @@ MEDIA_TYPE_STREAM = "application/vnd.amazon.eventstream"
 __all__ = [
     "decode_request", "encode_request", "decode_response", "encode_response",
     "StreamEncoder", "StreamDecoder", "encode_error", "decode_error", "error_headers",
-    "MEDIA_TYPE_STREAM",
+    "MEDIA_TYPE_STREAM", "encode_count_tokens", "decode_token_count",
 ]

@@ -6,13 +6,16 @@ canonical ``ImageBlock.data``, so images pass through without decoding.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from typing import Any
 
 import orjson
 
 from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import (
-    Block, ImageBlock, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
+    Block, DocumentBlock, ImageBlock, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
 )
 
 from . import _check as check
@@ -23,8 +26,19 @@ _KNOWN = ("text", "image", "toolUse", "toolResult", "reasoningContent", "cachePo
           "guardContent", "document", "video", "audio", "citationsContent", "searchResult")
 # Blocks only one side of the conversation may send, as the Converse API enforces.
 _ROLE_OF = {"toolUse": "assistant", "reasoningContent": "assistant",
-            "toolResult": "user", "image": "user"}
-_UNSUPPORTED = ("document", "video", "audio", "citationsContent", "searchResult")
+            "toolResult": "user", "image": "user", "document": "user"}
+_UNSUPPORTED = ("video", "audio", "citationsContent", "searchResult")
+# Document formats and the media types canonical blocks carry; the text ones travel as
+# text, so that upstreams without document blocks can read them too.
+DOCUMENT_MEDIA = {
+    "pdf": "application/pdf", "txt": "text/plain", "md": "text/markdown", "csv": "text/csv",
+    "html": "text/html", "doc": "application/msword",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "xls": "application/vnd.ms-excel",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+_DOCUMENT_FORMAT = {media: fmt for fmt, media in DOCUMENT_MEDIA.items()}
+_NAME_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9\s\-()\[\]]+")
 _RESULT_KNOWN = ("text", "json", "image", "document", "video", "searchResult")
 
 
@@ -66,6 +80,50 @@ def _image(value: Any, param: str) -> ImageBlock:
                          "send the image bytes", f"{param}.source")
     payload = check.string(source, f"{param}.source.bytes", nonempty=True)
     return ImageBlock(media_type=f"image/{fmt}", data=payload)
+
+
+def _document(value: Any, param: str) -> DocumentBlock:
+    data = check.obj(value, param)
+    fmt = check.required(data, "format", f"{param}.format")
+    if fmt not in DOCUMENT_MEDIA:
+        raise check.fail(f"must be one of {', '.join(DOCUMENT_MEDIA)}, got {fmt!r}",
+                         f"{param}.format")
+    citations = data.get("citations")
+    if citations is not None and check.obj(citations, f"{param}.citations").get("enabled"):
+        raise check.fail("citations are not supported by this gateway; send the document "
+                         "with citations off", f"{param}.citations.enabled")
+    context = data.get("context")
+    doc = DocumentBlock(DOCUMENT_MEDIA[fmt], name=check.string(
+        check.required(data, "name", f"{param}.name"), f"{param}.name", nonempty=True),
+        context=None if context is None else check.string(context, f"{param}.context"))
+    p = f"{param}.source"
+    kind, source = check.union(check.required(data, "source", p), p,
+                               ("bytes", "text", "content", "s3Location"))
+    if kind == "s3Location":
+        raise check.fail("s3Location document sources are not supported by this gateway; "
+                         "send the document bytes", p)
+    if kind == "text":
+        doc.text = check.string(source, f"{p}.text")
+    elif kind == "content":
+        parts = [check.obj(item, f"{p}.content.{i}") for i, item in
+                 enumerate(check.array(source, f"{p}.content"))]
+        doc.text = "\n\n".join(check.string(check.required(part, "text", f"{p}.content.{i}"),
+                                             f"{p}.content.{i}.text")
+                                for i, part in enumerate(parts))
+    else:
+        payload = check.string(source, f"{p}.bytes", nonempty=True)
+        if doc.media_type.startswith("text/"):
+            doc.text = _utf8(payload, f"{p}.bytes")
+        else:
+            doc.data = payload
+    return doc
+
+
+def _utf8(payload: str, param: str) -> str:
+    try:
+        return base64.b64decode(payload, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise check.fail("a text document's bytes must be UTF-8 text in base64", param) from None
 
 
 def _tool_use(value: Any, param: str) -> ToolUseBlock:
@@ -133,7 +191,7 @@ def _cache_point(value: Any, param: str) -> None:
     return None  # a caching hint; canonical requests carry none
 
 
-_DECODERS = {"text": _text, "image": _image, "toolUse": _tool_use,
+_DECODERS = {"text": _text, "image": _image, "document": _document, "toolUse": _tool_use,
              "toolResult": _tool_result, "reasoningContent": _reasoning,
              "guardContent": _guard, "cachePoint": _cache_point}
 
@@ -157,7 +215,30 @@ def encode_block(block: Block) -> dict | None:
             return None
         return {"reasoningContent": {"reasoningText": {"text": block.text,
                                                        "signature": block.signature}}}
+    if isinstance(block, DocumentBlock):
+        return {"document": encode_document(block)}
     raise InvalidRequest(f"cannot send a {type(block).__name__} to a Bedrock upstream")
+
+
+def encode_document(block: DocumentBlock) -> dict:
+    fmt = _DOCUMENT_FORMAT.get(block.media_type)
+    if fmt is None:
+        raise InvalidRequest(f"Bedrock cannot read documents of type {block.media_type}",
+                             param="messages")
+    payload = block.data
+    if payload is None:
+        payload = base64.b64encode((block.text or "").encode("utf-8")).decode("ascii")
+    out: dict[str, Any] = {"format": fmt, "name": document_name(block.name),
+                           "source": {"bytes": payload}}
+    if block.context:
+        out["context"] = block.context
+    return out
+
+
+def document_name(name: str | None) -> str:
+    """Converse takes letters, digits, single spaces, hyphens, parentheses and brackets."""
+    cleaned = " ".join(_NAME_NOT_ALLOWED.sub("-", name or "").split())[:200]
+    return cleaned or "document"
 
 
 def encode_image(block: ImageBlock) -> dict:

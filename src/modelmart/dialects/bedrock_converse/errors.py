@@ -8,7 +8,7 @@ import orjson
 
 from modelmart.core.errors import (
     AuthenticationFailed, GatewayError, InvalidRequest, NotFound, Overloaded, PermissionDenied,
-    RateLimited, UpstreamError, UpstreamTimeout, error_for_status,
+    RateLimited, UpstreamError, UpstreamTimeout, error_for_status, too_long_code,
 )
 
 ERROR_TYPE_HEADER = "x-amzn-errortype"
@@ -85,7 +85,7 @@ def decode_error(status: int, body: bytes, headers: dict[str, str] | None = None
     cls = _CLASS_BY_TYPE.get(code or _TYPE_BY_STATUS.get(status, ""))
     if cls is None:
         return error_for_status(status, message)
-    return cls(message, status=status)
+    return cls(message, status=status, code=too_long_code(status, message))
 
 
 def _json(body: bytes) -> dict:

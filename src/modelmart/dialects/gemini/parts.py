@@ -16,13 +16,16 @@ plain text parts are optional for Gemini and are not kept.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 import orjson
 
 from modelmart.core.ids import new_id
 from modelmart.core.types import (
-    Block, ImageBlock, Message, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock,
+    Block, DocumentBlock, ImageBlock, Message, TextBlock, ThinkingBlock, ToolResultBlock,
+    ToolUseBlock,
 )
 
 from ._check import array, fail, field, obj, one_of, string
@@ -125,23 +128,38 @@ def _user_block(part: dict, turns: _Turns, p: str) -> Block:
     if response is not None:
         return _tool_result(obj(response, f"{p}.functionResponse"), turns, f"{p}.functionResponse")
     raise fail(f"unsupported part (keys: {', '.join(part) or 'none'}); supported: text, "
-               "inlineData and fileData images, functionResponse", p)
+               "inlineData (images, PDF and text documents), fileData images, "
+               "functionResponse", p)
 
 
-def _image_type(spec: dict, param: str) -> str:
+PDF = "application/pdf"
+TEXT_DOCUMENTS = ("text/plain", "text/markdown", "text/csv", "text/html")
+
+
+def _image_type(spec: dict, param: str, documents: bool = False) -> str:
     mime = string(field(spec, "mimeType"), f"{param}.mimeType", nonempty=True)
-    if not mime.startswith("image/"):
-        raise fail(f"only image media is supported, got {mime!r}", f"{param}.mimeType")
+    if not mime.startswith("image/") and not (documents and mime in (PDF, *TEXT_DOCUMENTS)):
+        allowed = "image, PDF or text media" if documents else "only image media"
+        raise fail(f"{allowed} is supported, got {mime!r}", f"{param}.mimeType")
     return mime
 
 
-def _inline(spec: dict, param: str) -> ImageBlock:
-    mime = _image_type(spec, param)
+def _inline(spec: dict, param: str) -> ImageBlock | DocumentBlock:
+    mime = _image_type(spec, param, documents=True)
     data = string(spec.get("data"), f"{param}.data", nonempty=True)
     # Protobuf's JSON form of bytes accepts URL-safe base64, and google-genai sends it; every
     # other dialect (data URLs, Anthropic, Bedrock) wants the standard alphabet.
     if "-" in data or "_" in data:
         data = data.translate(_URLSAFE)
+    if mime == PDF:
+        return DocumentBlock(PDF, data=data)
+    if mime in TEXT_DOCUMENTS:
+        try:
+            text = base64.b64decode(data, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise fail("a text document's data must be UTF-8 text in base64",
+                       f"{param}.data") from None
+        return DocumentBlock(mime, text=text)
     return ImageBlock(media_type=mime, data=data)
 
 
@@ -230,6 +248,16 @@ def image_part(img: ImageBlock) -> dict[str, Any]:
     return {"inlineData": {"mimeType": img.media_type or "image/png", "data": img.data}}
 
 
+def document_part(doc: DocumentBlock) -> dict[str, Any]:
+    """A PDF as inline data, Gemini's own way to read one; a text document as text (Gemini
+    has no title for inline data, and reads the text the same)."""
+    if doc.data is None:
+        return {"text": doc.as_text()}
+    if doc.media_type != PDF:
+        raise fail(f"Gemini reads PDF and text documents, not {doc.media_type}", "messages")
+    return {"inlineData": {"mimeType": PDF, "data": doc.data}}
+
+
 def _user_parts(blocks: list[Block], names: dict[str, str]) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     rest: list[dict[str, Any]] = []
@@ -241,6 +269,8 @@ def _user_parts(blocks: list[Block], names: dict[str, str]) -> list[dict[str, An
             rest.append({"text": block.text})
         elif isinstance(block, ImageBlock):
             rest.append(image_part(block))
+        elif isinstance(block, DocumentBlock):
+            rest.append(document_part(block))
     # Function responses first: Gemini wants them to follow the calls directly.
     return results + rest
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from modelmart.core.errors import GatewayError, error_for_status
+from modelmart.core.errors import CONTEXT_LENGTH_EXCEEDED, GatewayError, error_for_status
 
 # canonical kind -> (OpenAI error type, code)
 _TYPES: dict[str, tuple[str, str | None]] = {
@@ -41,7 +41,7 @@ def encode_error(err: BaseException) -> tuple[int, dict[str, Any]]:
         # Never leak internals (a traceback, a repr) to the client.
         return 500, _body("The server had an error while processing your request.", "server_error", None, None)
     kind, code = _TYPES.get(err.kind, ("api_error", None))
-    return err.status, _body(err.message, kind, err.param, code)
+    return err.status, _body(err.message, kind, err.param, err.code or code)
 
 
 def _body(message: str, kind: str, param: str | None, code: str | None) -> dict[str, Any]:
@@ -49,27 +49,31 @@ def _body(message: str, kind: str, param: str | None, code: str | None) -> dict[
 
 
 def decode_error(status: int, body: bytes) -> GatewayError:
-    message, param = _message_and_param(body)
-    return error_for_status(status, message or f"upstream returned HTTP {status}", param=param)
+    message, param, code = _message_and_param(body)
+    # Kept for the client: the one code it acts on (shorten the prompt), not the others'.
+    code = CONTEXT_LENGTH_EXCEEDED if code == CONTEXT_LENGTH_EXCEEDED else None
+    return error_for_status(status, message or f"upstream returned HTTP {status}", param=param,
+                            code=code)
 
 
-def _message_and_param(body: bytes) -> tuple[str | None, str | None]:
+def _message_and_param(body: bytes) -> tuple[str | None, str | None, str | None]:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         text = body.decode("utf-8", "replace").strip()
-        return (text[:500] or None), None
+        return (text[:500] or None), None, None
     if not isinstance(data, dict):
-        return None, None
+        return None, None, None
     err = data.get("error", data)
     if isinstance(err, str):
-        return err, None
+        return err, None, None
     if not isinstance(err, dict):
-        return None, None
+        return None, None, None
     # vLLM and FastAPI-based hosts use "detail"; everything else "message".
     message = err.get("message") or err.get("detail")
-    param = err.get("param")
-    return (str(message) if message else None), (param if isinstance(param, str) else None)
+    param, code = err.get("param"), err.get("code")
+    return ((str(message) if message else None), (param if isinstance(param, str) else None),
+            (code if isinstance(code, str) else None))
 
 
 def stream_error(err: Any) -> GatewayError:

@@ -6,7 +6,10 @@ from typing import Any
 
 import orjson
 
-from modelmart.core.types import ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock
+from modelmart.core.errors import InvalidRequest
+from modelmart.core.types import (
+    DocumentBlock, ImageBlock, Message, TextBlock, ToolResultBlock, ToolUseBlock,
+)
 
 
 def encode_messages(system: str | None, messages: list[Message]) -> list[dict[str, Any]]:
@@ -47,9 +50,20 @@ def _user(msg: Message) -> list[dict[str, Any]]:
             parts.append({"type": "text", "text": block.text})
         elif isinstance(block, ImageBlock):
             parts.append(image_part(block))
+        elif isinstance(block, DocumentBlock):
+            parts.append(document_part(block))
     if parts:
         out.append({"role": "user", "content": _compact(parts)})
     return out
+
+
+def document_part(doc: DocumentBlock) -> dict[str, Any]:
+    """A text document as text: OpenAI-compatible hosts have no document blocks. A file
+    (PDF) cannot be sent; routing keeps such requests from these deployments."""
+    if doc.data is not None:
+        raise InvalidRequest(f"this deployment cannot read {doc.media_type} documents; use a "
+                             f"model served by Anthropic, Bedrock or Gemini", param="messages")
+    return {"type": "text", "text": doc.as_text()}
 
 
 def _compact(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:

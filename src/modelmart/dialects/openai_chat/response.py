@@ -32,6 +32,7 @@ def decode_response(data: Any) -> Response:
         stop_reason=stop_reason(choice.get("finish_reason"), bool(calls)),
         usage=decode_usage(data.get("usage")),
         created=data["created"] if isinstance(data.get("created"), int) else 0,
+        logprobs=choice.get("logprobs") if isinstance(choice.get("logprobs"), dict) else None,
     )
 
 
@@ -99,7 +100,7 @@ def encode_response(resp: Response, model: str) -> dict[str, Any]:
                 "index": 0,
                 "message": _message(resp),
                 "finish_reason": finish_reason(resp.stop_reason),
-                "logprobs": None,
+                "logprobs": resp.logprobs,
             }
         ],
         "usage": encode_usage(resp.usage),

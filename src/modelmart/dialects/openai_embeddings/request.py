@@ -32,9 +32,11 @@ def decode_request(data: Any) -> EmbeddingRequest:
     fmt = data.get("encoding_format")
     dimensions = data.get("dimensions")
     user = data.get("user")
+    inputs, token_ids = _inputs(data.get("input"))
     return EmbeddingRequest(
         model=model,
-        inputs=_inputs(data.get("input")),
+        inputs=inputs,
+        token_ids=token_ids,
         dimensions=None if dimensions is None else want_int(dimensions, "dimensions", 1),
         encoding_format="float" if fmt is None else want_enum(fmt, "encoding_format", ENCODINGS),
         user=None if user is None else want_str(user, "user"),
@@ -42,22 +44,34 @@ def decode_request(data: Any) -> EmbeddingRequest:
     )
 
 
-def _inputs(raw: Any) -> list[str]:
+def _inputs(raw: Any) -> tuple[list, bool]:
+    """(the inputs, whether they are token-id lists): a string, an array of strings, an
+    array of token ids (one input), or an array of such arrays."""
     if raw is None:
         raise missing("input")
     if isinstance(raw, str):
-        return [_text(raw, "input")]
+        return [_text(raw, "input")], False
     items = want_list(raw, "input", nonempty=True)
-    if all(is_int(t) for t in items) or any(isinstance(t, list) for t in items):
-        raise InvalidRequest(
-            "Token-array input is not supported by this gateway: the model that serves the "
-            "request may use another tokenizer. Send the text itself ('input' as a string or "
-            "an array of strings).", param="input")
+    if all(is_int(t) for t in items):
+        return [_token_ids(items, "input")], True
     if len(items) > MAX_INPUTS:
         raise InvalidRequest(
             f"Invalid 'input': {len(items)} inputs; at most {MAX_INPUTS} are allowed in one "
             "request.", param="input")
-    return [_text(t, f"input[{i}]") for i, t in enumerate(items)]
+    if isinstance(items[0], list):
+        return [_token_ids(t, f"input[{i}]") for i, t in enumerate(items)], True
+    return [_text(t, f"input[{i}]") for i, t in enumerate(items)], False
+
+
+def _token_ids(value: Any, param: str) -> list[int]:
+    if not isinstance(value, list) or not value:
+        raise InvalidRequest(f"Invalid '{param}': expected a non-empty array of token ids "
+                             "(all inputs of a request are texts, or all token arrays).",
+                             param="input")
+    if not all(is_int(t) and t >= 0 for t in value):
+        raise InvalidRequest(f"Invalid '{param}': token ids are whole numbers of 0 or more.",
+                             param="input")
+    return value
 
 
 def _text(value: Any, param: str) -> str:

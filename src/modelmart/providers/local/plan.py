@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import llama_cpp
 
-from modelmart.core.errors import InvalidRequest
+from modelmart.core.errors import CONTEXT_LENGTH_EXCEEDED, InvalidRequest
 from modelmart.core.types import Request
 
 from .generate import Plan, Sampling
@@ -42,6 +42,14 @@ def make_plan(model: LoadedModel, request: Request, options: LocalOptions, name:
     )
 
 
+def prompt_tokens(model: LoadedModel, request: Request, name: str) -> int:
+    """How many tokens the prompt of ``request`` is: the same rendering and tokenizing as
+    ``make_plan``, which is what a completion reports as its input tokens."""
+    if request.needs_images():
+        raise InvalidRequest(f"model {name} does not accept images", param="messages")
+    return len(model.format_prompt(chat_messages(request, tools_mode(request))))
+
+
 def tools_mode(request: Request) -> str:
     """"forced": the answer must be a tool call; "auto": it may be; "none": tools ignored."""
     choice = request.tool_choice.type if request.tool_choice else "auto"
@@ -66,7 +74,7 @@ def _max_tokens(request: Request, options: LocalOptions, n_prompt: int, n_ctx: i
     if n_prompt >= n_ctx:
         raise InvalidRequest(
             f"prompt is {n_prompt} tokens; this model's context window is {n_ctx} tokens",
-            param="messages",
+            param="messages", code=CONTEXT_LENGTH_EXCEEDED,
         )
     wanted = request.max_tokens if request.max_tokens is not None else options.default_max_tokens
     if wanted < 1:

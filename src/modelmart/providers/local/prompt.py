@@ -11,6 +11,7 @@ import json
 
 from modelmart.core.errors import InvalidRequest
 from modelmart.core.types import (
+    DocumentBlock,
     Message,
     Request,
     TextBlock,
@@ -87,6 +88,11 @@ def _message_text(message: Message, tool_names: dict[str, str]) -> str:
             parts.append(_tool_result_text(block, tool_names))
         elif block.type == "image":
             raise InvalidRequest("images are not supported", param="messages")
+        elif isinstance(block, DocumentBlock):
+            if block.data is not None:
+                raise InvalidRequest(f"{block.media_type} documents are not supported",
+                                     param="messages")
+            parts.append(block.as_text())
         # Thinking blocks are the model's own scratch work; it is not shown them again.
     return "\n\n".join(parts)
 

@@ -18,7 +18,7 @@ from ..base import Provider, ProviderConfig
 from .embed import Embedder
 from .generate import Plan, generate
 from .model import LoadedModel, LocalOptions
-from .plan import make_plan
+from .plan import make_plan, prompt_tokens
 from .shape import Shaper, collect
 from .worker import Job, ModelThread
 
@@ -101,6 +101,11 @@ class LocalProvider(Provider):
         """Tokens of ``text`` by the model's own tokenizer; ``special``: read markers such
         as ``<|im_start|>`` as the special tokens they name."""
         return self._loaded().count_tokens(text, special=special)
+
+    async def count_input_tokens(self, request: Request) -> int:
+        """Exactly the input tokens a completion of ``request`` would report."""
+        model = self._loaded()
+        return await asyncio.to_thread(prompt_tokens, model, request, self.name)
 
     def _loaded(self) -> LoadedModel:
         if self._model is None:
