@@ -214,3 +214,16 @@ def _vector(raw: Any, where: str) -> list[float]:
 
 def _malformed(why: str) -> UpstreamError:
     return UpstreamError(f"malformed embeddings reply from the Bedrock upstream: {why}")
+
+
+def upstream_family(model_id: str) -> str | None:
+    """The body family a Bedrock embeddings model takes, from its id (a model id, an
+    inference profile id or an ARN); None for a model that does not embed."""
+    name = model_id.rsplit("/", 1)[-1].lower()
+    if "titan-embed" in name:
+        return TITAN
+    if "nova" in name and "embed" in name:
+        return NOVA
+    if "cohere.embed" in name:
+        return COHERE
+    return None
