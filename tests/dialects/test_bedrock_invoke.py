@@ -33,6 +33,7 @@ NOVA = {"schemaVersion": "messages-v1", "messages": [{"role": "user", "content":
     ({"prompt": "<s>[INST] hi [/INST]", "max_tokens": 5}, "mistral"),
     ({"prompt": "hi"}, "mistral"),
     ({"inputText": "hi"}, "titan_embed"),
+    ({"inputText": "hi", "textGenerationConfig": {}}, "titan_text"),
     ({"taskType": "SINGLE_EMBEDDING", "singleEmbeddingParams": {}}, "nova_embed"),
     ({"texts": ["a"], "input_type": "search_document"}, "cohere_embed"),
 ])
@@ -46,7 +47,6 @@ def test_family_by_shape(body, family):
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}]},
      "anthropic_version"),
     ({"messages": [{"role": "user", "content": "x"}]}, "chat-completions"),
-    ({"inputText": "x", "textGenerationConfig": {}}, "Titan Text generation"),
     ({"prompt": "\n\nHuman: hi\n\nAssistant:", "max_tokens_to_sample": 5}, "text completions"),
 ])
 def test_unknown_shapes_say_what_fits(body, says):
@@ -154,6 +154,17 @@ def test_other_prompts_are_one_user_turn_as_sent(prompt):
     assert system is None and _turns(messages) == [("user", prompt)]
 
 
+def test_titan_text_labelled_turns_and_settings():
+    req = wire.decode_request({
+        "inputText": "Be brief.\n\nUser: Hi\n\nBot: Hello!\n\nUser: Name a colour.\n\nBot:",
+        "textGenerationConfig": {"maxTokenCount": 9, "topP": 0.5, "stopSequences": ["User:"]}},
+        "m").request
+    assert req.system == "Be brief." and (req.max_tokens, req.top_p, req.stop) == (9, 0.5, ["User:"])
+    assert _turns(req.messages) == [("user", "Hi"), ("assistant", "Hello!"), ("user", "Name a colour.")]
+    # Labels are read for Titan only: elsewhere "User:" is just text.
+    assert _turns(parse_prompt("User: hi\n\nBot:")[1]) == [("user", "User: hi\n\nBot:")]
+
+
 def test_llama_and_mistral_settings():
     req = wire.decode_request({"prompt": LLAMA3, "max_gen_len": 9, "temperature": 0.3,
                                "top_p": 0.8}, "m").request
@@ -182,6 +193,9 @@ def test_answers_in_each_family_shape():
         "stop_reason": "length"}
     assert fam["mistral"].encode_response(RESP, "m") == {
         "outputs": [{"text": "Hello there", "stop_reason": "length"}]}
+    assert fam["titan_text"].encode_response(RESP, "m") == {
+        "inputTextTokenCount": 8,
+        "results": [{"tokenCount": 2, "outputText": "Hello there", "completionReason": "LENGTH"}]}
 
 
 def _chunks(data: bytes) -> list[dict]:
@@ -240,6 +254,9 @@ def test_prompt_streams_carry_text_only():
     assert "".join(o["outputs"][0]["text"] for o in mistral) == "Hello"
     assert mistral[-1]["outputs"][0]["stop_reason"] == "stop"
     assert "amazon-bedrock-invocationMetrics" in mistral[-1]
+    titan = _stream("titan_text")
+    assert "".join(o["outputText"] for o in titan) == "Hello"
+    assert titan[-1]["completionReason"] == "FINISH" and titan[-1]["totalOutputTextTokenCount"] == 6
 
 
 def test_stream_error_is_an_exception_message():

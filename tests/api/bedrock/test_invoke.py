@@ -1,6 +1,6 @@
 """InvokeModel and InvokeModelWithResponseStream with boto3's ``bedrock-runtime`` client,
 unchanged, over every provider: each native body family (Anthropic Messages, Nova, Llama,
-Mistral), answered in its own shape, streamed as chunk events, errors in AWS's shape, and
+Mistral, Titan Text), answered in its own shape, streamed as chunk events, errors in AWS's shape, and
 one ledger row per request under the surface ``bedrock_invoke``."""
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ def body(family: str) -> dict:
                 "inferenceConfig": {"max_new_tokens": 16, "temperature": 0.5}}
     if family == "llama":
         return {"prompt": LLAMA3, "max_gen_len": 16, "temperature": 0.5}
+    if family == "titan":
+        return {"inputText": "Answer in one word.\n\nUser: Name a colour.\n\nBot:",
+                "textGenerationConfig": {"maxTokenCount": 16, "temperature": 0.5}}
     return {"prompt": MISTRAL, "max_tokens": 16, "temperature": 0.5}
 
 
@@ -43,6 +46,8 @@ def text_of(family: str, answer: dict) -> str:
         return "".join(b.get("text", "") for b in answer["output"]["message"]["content"])
     if family == "llama":
         return answer["generation"]
+    if family == "titan":
+        return answer["results"][0]["outputText"]
     return answer["outputs"][0]["text"]
 
 
@@ -54,10 +59,12 @@ def streamed_text(family: str, chunks: list[dict]) -> str:
                        if "contentBlockDelta" in c)
     if family == "llama":
         return "".join(c["generation"] for c in chunks)
+    if family == "titan":
+        return "".join(c["outputText"] for c in chunks)
     return "".join(c["outputs"][0]["text"] for c in chunks)
 
 
-FAMILIES = ("anthropic", "nova", "llama", "mistral")
+FAMILIES = ("anthropic", "nova", "llama", "mistral", "titan")
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ family               recognised by                                    module
 ``nova``             ``schemaVersion: messages-v1``, or ``messages``  ``nova``
                      whose contents are lists of ``{"text"}``-style
                      blocks
-``titan_embed``      ``inputText``                                    ``embeddings``
+``titan_text``       ``inputText`` with ``textGenerationConfig``      ``completion``
+``titan_embed``      ``inputText`` alone                              ``embeddings``
 ``nova_embed``       ``taskType`` / ``singleEmbeddingParams``         ``embeddings``
 ``cohere_embed``     ``texts``                                        ``embeddings``
 ``llama``            ``prompt`` with ``max_gen_len`` or Llama 3/4     ``completion``
@@ -64,6 +65,8 @@ FAMILIES = {f.name: f for f in (
     Family("llama", completion.decode_llama, completion.encode_llama, completion.LlamaStream),
     Family("mistral", completion.decode_mistral, completion.encode_mistral,
            completion.MistralStream),
+    Family("titan_text", completion.decode_titan, completion.encode_titan,
+           completion.TitanStream),
     Family(embeddings.TITAN, embeddings.decode_titan, embeds=True),
     Family(embeddings.NOVA, embeddings.decode_nova, embeds=True),
     Family(embeddings.COHERE, embeddings.decode_cohere, embeds=True),
@@ -76,7 +79,8 @@ _FOUNDATION_ARN = ":foundation-model/"
 _KNOWN_SHAPES = (
     "anthropic_version (Anthropic Messages), schemaVersion 'messages-v1' or messages with "
     "content lists (Amazon Nova), prompt (Meta Llama: with max_gen_len; Mistral), inputText "
-    "(Titan embeddings), taskType (Nova embeddings) or texts (Cohere embeddings)")
+    "with textGenerationConfig (Titan Text), inputText alone (Titan embeddings), taskType "
+    "(Nova embeddings) or texts (Cohere embeddings)")
 
 
 @dataclass(slots=True)
@@ -105,10 +109,7 @@ def family_of(data: Any) -> Family:
     if "taskType" in data or "singleEmbeddingParams" in data:
         return FAMILIES[embeddings.NOVA]
     if "inputText" in data:
-        if "textGenerationConfig" in data:
-            raise _unknown("Titan Text generation (inputText with textGenerationConfig) is "
-                           "not served here")
-        return FAMILIES[embeddings.TITAN]
+        return FAMILIES["titan_text" if "textGenerationConfig" in data else embeddings.TITAN]
     if "texts" in data:
         return FAMILIES[embeddings.COHERE]
     if "prompt" in data:

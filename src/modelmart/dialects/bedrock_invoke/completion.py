@@ -6,9 +6,14 @@ turns by ``prompt.parse_prompt``) and sampling settings.
   streamed as pieces of the same shape.
 - Mistral: ``prompt``, ``max_tokens``, ``stop``, ``temperature``, ``top_p``, ``top_k``;
   answers ``{"outputs": [{"text", "stop_reason"}]}``, streamed likewise.
+- Amazon Titan Text: ``inputText`` and ``textGenerationConfig`` (``maxTokenCount``,
+  ``temperature``, ``topP``, ``stopSequences``); answers ``{"inputTextTokenCount",
+  "results": [{"tokenCount", "outputText", "completionReason"}]}``, streamed as
+  ``{"outputText", "index", "totalOutputTextTokenCount", "completionReason",
+  "inputTextTokenCount"}`` pieces.
 
-``stop_reason`` is ``stop`` or ``length``. These models answer in text only: reasoning and
-tool calls an upstream might add are left out.
+``stop_reason`` is ``stop`` or ``length`` (Titan: ``FINISH`` or ``LENGTH``). These models
+answer in text only: reasoning and tool calls an upstream might add are left out.
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ def _text(resp: Response) -> str:
     return "".join(b.text for b in resp.content if isinstance(b, TextBlock))
 
 
-def _request(data: dict, model_id: str, stream: bool) -> Request:
-    prompt = check.string(check.required(data, "prompt", "prompt"), "prompt", nonempty=True)
-    system, messages = parse_prompt(prompt)
+def _request(data: dict, model_id: str, stream: bool, field: str = "prompt") -> Request:
+    prompt = check.string(check.required(data, field, field), field, nonempty=True)
+    system, messages = parse_prompt(prompt, labelled=field == "inputText")
     req = Request(model=model_id, messages=messages, system=system, stream=stream)
     if data.get("temperature") is not None:
         req.temperature = check.number(data["temperature"], "temperature", low=0, high=1)
@@ -123,3 +128,65 @@ class MistralStream(ChunkStream):
             return [{"outputs": [{"text": "", "stop_reason": _stop(ev.stop_reason)}],
                      "amazon-bedrock-invocationMetrics": self.metrics(ev.usage)}]
         return []
+
+
+# ---- Amazon Titan Text ----------------------------------------------------------------
+
+_TITAN = frozenset({"inputText", "textGenerationConfig"})
+_TITAN_CONFIG = frozenset({"maxTokenCount", "temperature", "topP", "stopSequences"})
+
+
+def decode_titan(data: dict, model_id: str, *, stream: bool) -> Request:
+    check.only(data, _TITAN)
+    req = _request(data, model_id, stream, "inputText")
+    p = "textGenerationConfig"
+    config = check.obj(data.get(p) or {}, p)
+    check.only(config, _TITAN_CONFIG, p)
+    if config.get("maxTokenCount") is not None:
+        req.max_tokens = check.integer(config["maxTokenCount"], f"{p}.maxTokenCount", minimum=1)
+    if config.get("temperature") is not None:
+        req.temperature = check.number(config["temperature"], f"{p}.temperature", low=0, high=1)
+    if config.get("topP") is not None:
+        req.top_p = check.number(config["topP"], f"{p}.topP", low=0, high=1)
+    if config.get("stopSequences") is not None:
+        stops = check.array(config["stopSequences"], f"{p}.stopSequences")
+        req.stop = [check.string(s, f"{p}.stopSequences.{i}", nonempty=True)
+                    for i, s in enumerate(stops)]
+    return req
+
+
+def _titan_reason(reason: str) -> str:
+    return {"max_tokens": "LENGTH", "stop_sequence": "STOP_CRITERIA_MET",
+            "content_filter": "CONTENT_FILTERED"}.get(reason, "FINISH")
+
+
+def encode_titan(resp: Response, model: str) -> dict:
+    return {"inputTextTokenCount": resp.usage.total_input_tokens,
+            "results": [{"tokenCount": resp.usage.output_tokens, "outputText": _text(resp),
+                         "completionReason": _titan_reason(resp.stop_reason)}]}
+
+
+class TitanStream(ChunkStream):
+    def __init__(self, model: str, include_usage: bool = False) -> None:
+        super().__init__()
+        self._pieces = 0
+        self._input: int | None = None
+
+    def objects(self, ev: StreamEvent) -> list[dict]:
+        if isinstance(ev, MessageStart):
+            self._input = ev.usage.total_input_tokens or None
+        elif isinstance(ev, TextDelta) and ev.text:
+            self._pieces += 1
+            return [self._piece(ev.text, self._pieces, None, self._input)]
+        elif isinstance(ev, MessageEnd):
+            usage = ev.usage
+            last = self._piece("", usage.output_tokens, _titan_reason(ev.stop_reason),
+                               usage.total_input_tokens)
+            last["amazon-bedrock-invocationMetrics"] = self.metrics(usage)
+            return [last]
+        return []
+
+    @staticmethod
+    def _piece(text: str, count: int, reason: str | None, input_tokens: int | None) -> dict:
+        return {"outputText": text, "index": 0, "totalOutputTextTokenCount": count,
+                "completionReason": reason, "inputTextTokenCount": input_tokens}

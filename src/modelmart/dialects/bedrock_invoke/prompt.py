@@ -8,7 +8,10 @@ system prompt and user/assistant turns, and their markers dropped. Known:
 - Llama 3 (``<|start_header_id|>role<|end_header_id|> ... <|eot_id|>``) and Llama 4
   (``<|header_start|>role<|header_end|> ... <|eot|>``), ``<|begin_of_text|>`` optional;
 - ``[INST] ... [/INST]`` (Llama 2 and Mistral), with ``<s>``/``</s>``, an optional
-  ``<<SYS>> ... <</SYS>>`` or Mistral's ``[SYSTEM_PROMPT] ... [/SYSTEM_PROMPT]``.
+  ``<<SYS>> ... <</SYS>>`` or Mistral's ``[SYSTEM_PROMPT] ... [/SYSTEM_PROMPT]``;
+- for Titan Text only (``labelled=True``), turns labelled ``User:`` / ``Bot:`` (or
+  ``Human:`` / ``Assistant:``) after a blank line, text before the first as the system
+  prompt; plain words, so only where that family's documentation writes them.
 
 Anything else — plain text, or a template used inconsistently — is one user turn holding
 the prompt exactly as sent: never a guess that loses text.
@@ -31,10 +34,16 @@ _BEGIN = ("<|begin_of_text|>",)
 _SYS = re.compile(r"<<SYS>>(.*?)<</SYS>>|\[SYSTEM_PROMPT\](.*?)\[/SYSTEM_PROMPT\]", re.S)
 _INST = re.compile(r"\[INST\](.*?)\[/INST\]", re.S)
 _ROLES = {"user": "user", "assistant": "assistant", "ipython": "user", "tool": "user"}
+_LABELS = re.compile(r"(?:^|\n\n)(User|Bot|Human|Assistant):")
+_LABEL_ROLES = {"User": "user", "Human": "user", "Bot": "assistant", "Assistant": "assistant"}
 
 
-def parse_prompt(prompt: str) -> tuple[str | None, list[Message]]:
+def parse_prompt(prompt: str, *, labelled: bool = False) -> tuple[str | None, list[Message]]:
     """(system prompt, turns) of ``prompt``; turns never empty."""
+    if labelled and _LABELS.search(prompt):
+        parsed = _labelled(prompt)
+        if parsed is not None:
+            return parsed
     for pattern, marker in _HEADERS:
         if marker in prompt:
             parsed = _headers(prompt, pattern, marker)
@@ -90,6 +99,12 @@ def _inst(prompt: str) -> tuple[str | None, list[Message]] | None:
     if tail:
         turns.append(("assistant", tail))  # a prefilled answer to continue
     return _finish(system, turns)
+
+
+def _labelled(prompt: str) -> tuple[str | None, list[Message]] | None:
+    parts = _LABELS.split(prompt)  # [before, label, text, label, text, ...]
+    turns = [(_LABEL_ROLES[parts[i]], parts[i + 1].strip()) for i in range(1, len(parts), 2)]
+    return _finish([parts[0].strip()], turns)
 
 
 def _finish(system: list[str], turns: list[tuple[str, str]]
