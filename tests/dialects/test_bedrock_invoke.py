@@ -73,7 +73,7 @@ def test_anthropic_body():
 
 
 @pytest.mark.parametrize("extra, field", [({"model": "x"}, "model"), ({"stream": True}, "stream"),
-                                          ({"anthropic_version": "2023-06-01"}, "anthropic_version")])
+                                          ({"anthropic_version": 2023}, "anthropic_version")])
 def test_anthropic_body_refuses_what_bedrock_refuses(extra, field):
     with pytest.raises(InvalidRequest) as e:
         wire.decode_request({**ANTHROPIC, **extra}, "m")

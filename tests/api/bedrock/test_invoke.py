@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 
+import anthropic
 import botocore.exceptions
 import pytest
 
@@ -167,6 +168,26 @@ def test_anthropic_fields_reach_an_anthropic_upstream(runtime, fakes):
     sent = fakes["anthropic"].received[-1].body
     assert (sent["top_k"], sent["stop_sequences"], sent["model"]) == (7, ["END"], "claude-sonnet-4-5")
     assert "anthropic_version" not in sent
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_anthropic_sdk_bedrock_client(bedrock_gateway, aws_pair, provider):
+    """The anthropic SDK's own Bedrock client (InvokeModel with the Messages body)."""
+    sdk = anthropic.AnthropicBedrock(aws_access_key=aws_pair[0], aws_secret_key=aws_pair[1],
+                                     aws_region="us-east-1", base_url=bedrock_gateway.url,
+                                     max_retries=0)
+    msg = sdk.messages.create(model=MODEL[provider], max_tokens=16,
+                              messages=[{"role": "user", "content": "Name a colour."}])
+    with sdk.messages.stream(model=MODEL[provider], max_tokens=16,
+                             messages=[{"role": "user", "content": "Name a colour."}]) as stream:
+        streamed = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    for text, usage in ((msg.content[0].text, msg.usage), (streamed, final.usage)):
+        assert text.strip() if provider == "local" else text == "echo: Name a colour."
+        assert usage.input_tokens > 0 and usage.output_tokens > 0
+    with pytest.raises(anthropic.NotFoundError):
+        sdk.messages.create(model="no-such-model", max_tokens=5,
+                            messages=[{"role": "user", "content": "x"}])
 
 
 def test_arn_from_the_control_plane_is_a_model_id(runtime):

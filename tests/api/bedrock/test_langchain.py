@@ -65,6 +65,8 @@ def test_chat_bedrock(aws, fakes, provider, upstream):
     for message in counted:
         usage = message.usage_metadata
         assert usage["input_tokens"] > 0 and usage["output_tokens"] > 0
+        if upstream != "local":  # the fakes' counts, each once
+            assert (usage["input_tokens"], usage["output_tokens"]) == (11, 7)
     if upstream != "local":
         sent = str(fakes[upstream].received[-1].body)
         assert "Answer in one word." in sent and "<|" not in sent and "[INST]" not in sent

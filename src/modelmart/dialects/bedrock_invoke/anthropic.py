@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from modelmart.core.ids import new_id
 from modelmart.core.types import (
-    BlockStart, BlockStop, MessageEnd, MessageStart, Request, Response, StreamEvent, Usage,
+    BlockStart, BlockStop, MessageEnd, MessageStart, Request, Response, StreamEvent,
 )
 from modelmart.dialects import anthropic_messages
 from modelmart.dialects._blocks import OpenBlocks
@@ -28,9 +28,9 @@ _NOT_IN_BODY = {
 
 
 def decode(data: dict, model_id: str, *, stream: bool) -> Request:
-    version = check.string(data["anthropic_version"], "anthropic_version", nonempty=True)
-    if not version.startswith("bedrock-"):
-        raise check.fail(f"expected {VERSION!r}, got {version!r}", "anthropic_version")
+    # Bedrock documents one value; the anthropic SDK's Bedrock client sends its own API
+    # version there. Either is the same body.
+    check.string(data["anthropic_version"], "anthropic_version", nonempty=True)
     for key, why in _NOT_IN_BODY.items():
         if key in data:
             raise check.fail(f"extraneous key [{key}] is not permitted: {why}", key)
@@ -93,8 +93,9 @@ class StreamEncoder(ChunkStream):
         out = [o for i in list(self._open) for o in self._stop(i)]
         delta = {"stop_reason": STOP_TO_WIRE.get(ev.stop_reason, "end_turn"),
                  "stop_sequence": ev.stop_sequence}
-        out.append({"type": "message_delta", "delta": delta,
-                    "usage": {"output_tokens": ev.usage.output_tokens}})
-        out.append({"type": "message_stop", "amazon-bedrock-invocationMetrics":
-                    self.metrics(ev.usage or Usage())})
+        # The input is restated (as on the Anthropic surface): some upstreams report it only
+        # at the end, and the SDK takes it from here when present.
+        out.append({"type": "message_delta", "delta": delta, "usage": encode_usage(ev.usage)})
+        out.append({"type": "message_stop",
+                    "amazon-bedrock-invocationMetrics": self.metrics(ev.usage)})
         return out
