@@ -194,6 +194,10 @@ class FakeBedrock(FakeServer):
         # bytes of the next frame, or an exception message (type, text).
         self.partial_frame_bytes = 0
         self.stream_exception: tuple[str, str] | None = None
+        # InvokeModel (embeddings): a delay before each answer, and how many were being
+        # answered at once, at most.
+        self.invoke_delay = 0.0
+        self.invoking = self.peak_invoking = 0
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -238,6 +242,12 @@ class FakeBedrock(FakeServer):
             return error_response(400, "This action doesn't support the model that you "
                                   "provided. Try again with a supported text or chat model.")
         reply = self.replies.pop(0) if self.replies else None
+        self.invoking += 1
+        self.peak_invoking = max(self.peak_invoking, self.invoking)
+        try:
+            await asyncio.sleep(self.invoke_delay)
+        finally:
+            self.invoking -= 1
         if reply is not None and reply.error_status is not None:
             return error_response(reply.error_status, reply.error_message, reply.retry_after)
         try:
