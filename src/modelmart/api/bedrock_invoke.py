@@ -71,6 +71,7 @@ async def handle_invoke(app: "App", scope: Scope, receive: Receive, send: Send,
             elif stream:
                 await call.admit(decoded.request)
                 call.headers["x-amzn-bedrock-content-type"] = "application/json"
+                call.headers["x-amzn-requestid"] = call.rid
                 await _stream(app, surface, call, decoded.request, False, scope, receive, sent)
             else:
                 await call.admit(decoded.request)

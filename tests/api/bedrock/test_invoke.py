@@ -90,6 +90,7 @@ def invoke_stream(runtime, model, payload):
 def test_invoke(runtime, bedrock_gateway, fakes, family, provider):
     resp, answer = invoke(runtime, MODEL[provider], body(family))
     assert resp["contentType"] == "application/json"
+    assert resp["ResponseMetadata"]["RequestId"] == request_id(resp)
     text = text_of(family, answer)
     headers = resp["ResponseMetadata"]["HTTPHeaders"]
     assert int(headers["x-amzn-bedrock-input-token-count"]) > 0
@@ -121,6 +122,8 @@ def test_invoke_with_response_stream(runtime, bedrock_gateway, family, provider)
         assert chunks[0]["message"]["id"].startswith("msg_bdrk_")
     if family == "nova":
         assert "messageStart" in chunks[0] and "metadata" in chunks[-1]
+    assert resp["contentType"] == "application/json"
+    assert resp["ResponseMetadata"]["RequestId"] == request_id(resp)
     row = ledger_rows(bedrock_gateway, [request_id(resp)])[request_id(resp)]
     assert (row.surface, row.status, row.stream) == ("bedrock_invoke", "ok", True)
     assert (row.input_tokens, row.output_tokens) == (metrics["inputTokenCount"],
