@@ -51,7 +51,10 @@ def check(req: Request, entry: ModelEntry, headers: dict[str, str]) -> None:
 
 
 def _check_safeguards(req: Request, entry: ModelEntry) -> None:
-    for name, what in SAFEGUARDS.get(req.source, {}).items():
+    safeguards = SAFEGUARDS.get(req.source)
+    if safeguards is None:
+        return
+    for name, what in safeguards.items():
         if name in req.extra and not all(
                 d.config.kind == req.source and name in (d.config.passthrough or ())
                 for d in entry.deployments):
