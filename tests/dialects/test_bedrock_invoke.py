@@ -92,6 +92,9 @@ def test_nova_body_both_spellings():
         assert (req.max_tokens, req.top_p, req.top_k, req.temperature, req.stop, req.system) == (
             7, 0.5, 4, 0.2, ["END"], "sys")
         assert req.source == "bedrock"
+    reasoning = {"type": "enabled", "maxReasoningEffort": "low"}
+    req = wire.decode_request({**NOVA, "inferenceConfig": {"reasoningConfig": reasoning}}, "n").request
+    assert req.extra == {"reasoningConfig": reasoning}  # to Bedrock's additional fields
 
 
 @pytest.mark.parametrize("body, field", [
@@ -99,6 +102,8 @@ def test_nova_body_both_spellings():
     ({**NOVA, "inferenceConfig": {"frequency": 1}}, "inferenceConfig.frequency"),
     ({**NOVA, "guardrailConfig": {}}, "guardrailConfig"),
     ({**NOVA, "schemaVersion": "messages-v2"}, "schemaVersion"),
+    ({**NOVA, "inferenceConfig": {"reasoningConfig": {"type": [[["deep"]]]}}},
+     "inferenceConfig.reasoningConfig.type"),
 ])
 def test_nova_body_refusals(body, field):
     with pytest.raises(InvalidRequest) as e:

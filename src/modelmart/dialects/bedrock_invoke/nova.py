@@ -64,8 +64,18 @@ def _inference(value: Any) -> tuple[dict, int | None, dict]:
     for key in _TOP_K:
         if data.get(key) is not None:
             top_k = check.integer(data[key], f"{p}.{key}", minimum=0)
-    passed = {k: data[k] for k in _PASSED if data.get(k) is not None}
+    passed = {k: _flat(data[k], f"{p}.{k}") for k in _PASSED if data.get(k) is not None}
     return out, top_k, passed
+
+
+def _flat(value: Any, param: str) -> dict:
+    """A settings object of plain values ({"type": "enabled", "maxReasoningEffort": "low"}):
+    passed on unread, so nothing nested."""
+    for key, item in check.obj(value, param).items():
+        if isinstance(item, (dict, list)):
+            raise check.fail("expected a plain value, got " + check.describe(item),
+                             f"{param}.{key}")
+    return value
 
 
 def _usage(usage: Usage) -> dict:
