@@ -28,6 +28,21 @@ def resolve(catalog: Catalog) -> None:
         dep.config.passthrough = allowed_for(dep.config.kind, dep.config.passthrough)
 
 
+def _check_safeguards(req: Request, entry: ModelEntry) -> None:
+    safeguards = SAFEGUARDS.get(req.source)
+    if safeguards is None:
+        return
+    for name, what in safeguards.items():
+        if name in req.extra and not all(
+                d.config.kind == req.source and name in (d.config.passthrough or ())
+                for d in entry.deployments):
+            raise InvalidRequest(
+                f"{what} ('{name}') are not available on this gateway for the model "
+                f"'{entry.id}': only a {req.source} deployment applies them, and every "
+                f"deployment of the model must pass them on (catalog key 'passthrough'), or "
+                f"a fallback would answer without them.", param=name)
+
+
 def check(req: Request, entry: ModelEntry, headers: dict[str, str]) -> None:
     extra = req.extra
     if not extra:
@@ -49,17 +64,3 @@ def check(req: Request, entry: ModelEntry, headers: dict[str, str]) -> None:
         del extra[name]
     headers[DROPPED_HEADER] = ",".join(dropped)
 
-
-def _check_safeguards(req: Request, entry: ModelEntry) -> None:
-    safeguards = SAFEGUARDS.get(req.source)
-    if safeguards is None:
-        return
-    for name, what in safeguards.items():
-        if name in req.extra and not all(
-                d.config.kind == req.source and name in (d.config.passthrough or ())
-                for d in entry.deployments):
-            raise InvalidRequest(
-                f"{what} ('{name}') are not available on this gateway for the model "
-                f"'{entry.id}': only a {req.source} deployment applies them, and every "
-                f"deployment of the model must pass them on (catalog key 'passthrough'), or "
-                f"a fallback would answer without them.", param=name)
