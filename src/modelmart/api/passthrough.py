@@ -63,4 +63,3 @@ def check(req: Request, entry: ModelEntry, headers: dict[str, str]) -> None:
     for name in dropped:
         del extra[name]
     headers[DROPPED_HEADER] = ",".join(dropped)
-
