@@ -10,6 +10,7 @@ import time
 
 import anthropic
 import botocore.exceptions
+import httpx
 import pytest
 
 from tests.conformance.providers import MODEL, PROVIDERS
@@ -355,3 +356,15 @@ def test_every_admitted_request_settles_exactly_once(bedrock_gateway, fakes):
         time.sleep(0.05)
     time.sleep(0.5)  # nothing more arrives late
     assert sorted(r.request_id for r in customer_rows(bedrock_gateway, "ledger-once")) == sorted(ids)
+
+
+def test_bedrock_api_keys_and_no_key(bedrock_gateway):
+    """A Bedrock API key (Authorization: Bearer) is the gateway's own key; without one the
+    refusal is AWS-shaped."""
+    url = f"{bedrock_gateway.url}/model/{MODEL['openai']}/invoke"
+    ok = httpx.post(url, json=body("mistral"),
+                    headers={"authorization": f"Bearer {bedrock_gateway.key}"})
+    assert ok.status_code == 200 and ok.json()["outputs"][0]["text"] == "echo: Name a colour."
+    refused = httpx.post(url, json=body("mistral"))
+    assert refused.status_code == 401 and refused.json()["message"].startswith("Missing API key")
+    assert refused.headers["x-amzn-errortype"] == "UnrecognizedClientException"
