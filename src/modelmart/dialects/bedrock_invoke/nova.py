@@ -31,6 +31,7 @@ _INFERENCE = {"maxTokens": "maxTokens", "max_new_tokens": "maxTokens",
               "stopSequences": "stopSequences"}
 _TOP_K = ("topK", "top_k")
 _PASSED = ("reasoningConfig",)  # Nova 2's reasoning settings: an additional model field
+_INFERENCE_KEYS = frozenset(_INFERENCE).union(_TOP_K, _PASSED)
 
 
 def decode(data: dict, model_id: str, *, stream: bool) -> Request:
@@ -53,10 +54,11 @@ def decode(data: dict, model_id: str, *, stream: bool) -> Request:
 def _inference(value: Any) -> tuple[dict, int | None, dict]:
     p = "inferenceConfig"
     data = check.obj(value, p)
-    check.only(data, frozenset(_INFERENCE).union(_TOP_K, _PASSED), p)
+    check.only(data, _INFERENCE_KEYS, p)
     out: dict = {}
-    for key, name in _INFERENCE.items():
-        if data.get(key) is not None:
+    for key in data:
+        name = _INFERENCE.get(key)
+        if name is not None and data[key] is not None:
             if name in out:
                 raise check.fail(f"{key} repeats {name}; send one of them", f"{p}.{key}")
             out[name] = data[key]
