@@ -44,10 +44,10 @@ _PROFILE_REGIONS = ("us", "eu", "apac", "us-gov", "global", "jp", "au", "ca", "s
 
 async def handle_control(app: "App", scope: Scope, receive: Receive, send: Send) -> None:
     try:
+        key = await _authenticate(app, scope, receive)
         if scope["method"] != "GET":
             raise GatewayError(f"Method {scope['method']} is not allowed for {scope['path']}.",
                                status=405, headers={"x-amzn-errortype": "ValidationException"})
-        key = await _authenticate(app, scope, receive)
         region = _region(scope)
         rest = scope["path"][len(PREFIX):]
         if rest in ("", "/"):

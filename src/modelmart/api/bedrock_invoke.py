@@ -61,9 +61,11 @@ async def handle_invoke(app: "App", scope: Scope, receive: Receive, send: Send,
         surface = ERRORS
         try:
             call.authenticate(scope)
-            wire.check_headers(scope["headers"])
             body = await read_body(scope, receive, app.settings.max_body_bytes)
             call.verify_body(scope, body)
+            # After the body is read: a refusal before it would close the connection on a
+            # client still sending.
+            wire.check_headers(scope["headers"])
             decoded = wire.decode_request(parse_json(body), model_id, stream=stream)
             surface = SURFACES[decoded.family.name]
             if decoded.family.embeds:

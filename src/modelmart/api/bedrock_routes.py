@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from modelmart.core.errors import GatewayError, InvalidRequest, NotFound
+from modelmart.core.errors import GatewayError, InvalidRequest, NotFound, RequestTooLarge
 from modelmart.dialects import bedrock_converse
 from modelmart.dialects.bedrock_invoke import model_id_of
 
 from .bedrock_control import PREFIX as CONTROL_PREFIX, handle_control
 from .bedrock_invoke import handle_invoke
-from .http import Receive, Scope, Send, header, send_json
+from .http import Receive, Scope, Send, header, read_body, send_json
 
 if TYPE_CHECKING:
     from .app import App
@@ -53,12 +53,12 @@ async def dispatch(app: "App", scope: Scope, receive: Receive, send: Send) -> bo
             await handle_invoke(app, scope, receive, send, model_id, _INVOKE[operation])
             return True
         if operation in _UNSERVED:
-            await _refuse(send, InvalidRequest(_UNSERVED[operation]))
+            await _refuse(app, scope, receive, send, InvalidRequest(_UNSERVED[operation]))
             return True
     if method == "POST" and path.startswith("/guardrail/") and path.endswith("/apply"):
-        await _refuse(send, InvalidRequest(_GUARDRAILS))
+        await _refuse(app, scope, receive, send, InvalidRequest(_GUARDRAILS))
         return True
-    await _refuse(send, _unknown(method, path))
+    await _refuse(app, scope, receive, send, _unknown(method, path))
     return True
 
 
@@ -74,6 +74,13 @@ def _unknown(method: str, path: str) -> GatewayError:
                     headers={"x-amzn-errortype": "UnknownOperationException"})
 
 
-async def _refuse(send: Send, err: GatewayError) -> None:
+async def _refuse(app: "App", scope: Scope, receive: Receive, send: Send,
+                  err: GatewayError) -> None:
+    try:
+        # Read what the client sends first: answering before it would close the connection
+        # on a client still sending, which boto3 reports as a connection error, not this.
+        await read_body(scope, receive, app.settings.max_body_bytes)
+    except RequestTooLarge:
+        pass
     status, body = bedrock_converse.encode_error(err)
     await send_json(send, status, body, bedrock_converse.error_headers(err))
