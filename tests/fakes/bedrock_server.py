@@ -2,7 +2,9 @@
 botocore service model (``bedrock-runtime`` 2023-09-30): ``POST /model/{modelId}/converse``
 answers JSON, ``/converse-stream`` answers ``application/vnd.amazon.eventstream`` binary
 frames (written here with a small framer of its own), errors are ``{"message"}`` bodies
-typed by the ``x-amzn-errortype`` header. Requests must carry a SigV4 ``Authorization``
+typed by the ``x-amzn-errortype`` header. ``POST /model/{modelId}/invoke`` serves the
+embeddings models (Titan, Nova, Cohere: ``bedrock_embeddings.py``); Converse refuses them,
+as Bedrock does. Requests must carry a SigV4 ``Authorization``
 header (or a Bedrock API key as a Bearer token); given credentials, the fake recomputes the
 signature with botocore's signer. Does not import modelmart.
 """
@@ -23,6 +25,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from . import bedrock_embeddings
 from .script import FakeServer, Received, Reply
 
 ERROR_TYPES = {
@@ -31,7 +34,7 @@ ERROR_TYPES = {
     408: "ModelTimeoutException", 424: "ModelErrorException", 429: "ThrottlingException",
     500: "InternalServerException", 503: "ServiceUnavailableException",
 }
-_PATH = re.compile(r"^/model/([^/]+)/(converse|converse-stream)$")
+_PATH = re.compile(r"^/model/([^/]+)/(converse|converse-stream|invoke)$")
 _COUNT_PATH = re.compile(r"^/model/([^/]+)/count-tokens$")
 
 
@@ -199,6 +202,10 @@ class FakeBedrock(FakeServer):
         # bytes of the next frame, or an exception message (type, text).
         self.partial_frame_bytes = 0
         self.stream_exception: tuple[str, str] | None = None
+        # InvokeModel (embeddings): a delay before each answer, and how many were being
+        # answered at once, at most.
+        self.invoke_delay = 0.0
+        self.invoking = self.peak_invoking = 0
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
@@ -225,6 +232,8 @@ class FakeBedrock(FakeServer):
         model_id, action = unquote(match.group(1)), match.group(2)
         self.received.append(Received(request.raw_path, dict(request.headers),
                                       {"modelId": model_id, **body}))
+        if action == "invoke" or bedrock_embeddings.family(model_id):
+            return await self._invoke(model_id, action, body)
         problem = validate(body)
         if problem:
             return error_response(400, problem)
@@ -258,6 +267,27 @@ class FakeBedrock(FakeServer):
             return error_response(400, f"Unknown parameter in input.converse: {sorted(unknown)}")
         return web.json_response({"inputTokens": fake_count(converse)},
                                  headers={"x-amzn-requestid": _request_id()})
+
+    async def _invoke(self, model_id: str, action: str, body) -> web.Response:
+        if bedrock_embeddings.family(model_id) is None or action != "invoke":
+            return error_response(400, "This action doesn't support the model that you "
+                                  "provided. Try again with a supported text or chat model.")
+        reply = self.replies.pop(0) if self.replies else None
+        self.invoking += 1
+        self.peak_invoking = max(self.peak_invoking, self.invoking)
+        try:
+            await asyncio.sleep(self.invoke_delay)
+        finally:
+            self.invoking -= 1
+        if reply is not None and reply.error_status is not None:
+            return error_response(reply.error_status, reply.error_message, reply.retry_after)
+        try:
+            data, tokens = bedrock_embeddings.answer(model_id, body)
+        except bedrock_embeddings.Refusal as refusal:
+            return error_response(400, str(refusal))
+        return web.json_response(data, headers={
+            "x-amzn-requestid": _request_id(), "x-amzn-bedrock-input-token-count": str(tokens),
+            "x-amzn-bedrock-output-token-count": "0", "x-amzn-bedrock-invocation-latency": "12"})
 
     # ---- auth -------------------------------------------------------------------------
 

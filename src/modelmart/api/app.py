@@ -28,6 +28,7 @@ from modelmart.tenancy.keys import KeyCache
 from modelmart.tenancy.limits import RateLimiter
 
 from .admin import AdminAPI
+from .bedrock_routes import dispatch as bedrock_dispatch
 from .embeddings import embedding_routes
 from . import passthrough
 from .admission import Admission
@@ -327,6 +328,8 @@ class App:
             if path.startswith(prefix) and method == "GET":
                 await get_model(self, path[len(prefix):], scope, receive, send)
                 return
+        if await bedrock_dispatch(self, scope, receive, send):  # InvokeModel, the control plane
+            return
         dialect = anthropic_messages if header(scope, b"anthropic-version") else openai_chat
         known = any(p == path for _, p in self._routes)
         err: GatewayError = NotFound(f"No route for {method} {path}.")

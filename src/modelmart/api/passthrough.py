@@ -18,6 +18,9 @@ from modelmart.core.types import Request
 from modelmart.dialects.passthrough import allowed_for, cost_bearing, result_bearing
 
 DROPPED_HEADER = "x-modelmart-dropped-params"
+# Fields that ask for a safeguard, by dialect: never dropped, since the request would then be
+# served without it; refused unless every deployment of the model passes them on.
+SAFEGUARDS = {"bedrock": {"guardrailConfig": "Guardrails"}}
 
 
 def resolve(catalog: Catalog) -> None:
@@ -27,10 +30,26 @@ def resolve(catalog: Catalog) -> None:
         dep.config.passthrough = allowed_for(dep.config.kind, dep.config.passthrough)
 
 
+def _check_safeguards(req: Request, entry: ModelEntry) -> None:
+    safeguards = SAFEGUARDS.get(req.source)
+    if safeguards is None:
+        return
+    for name, what in safeguards.items():
+        if name in req.extra and not all(
+                d.config.kind == req.source and name in (d.config.passthrough or ())
+                for d in entry.deployments):
+            raise InvalidRequest(
+                f"{what} ('{name}') are not available on this gateway for the model "
+                f"'{entry.id}': only a {req.source} deployment applies them, and every "
+                f"deployment of the model must pass them on (catalog key 'passthrough'), or "
+                f"a fallback would answer without them.", param=name)
+
+
 def check(req: Request, entry: ModelEntry, headers: dict[str, str]) -> None:
     extra = req.extra
     if not extra:
         return
+    _check_safeguards(req, entry)
     lists = [d.config.passthrough for d in entry.deployments if d.config.kind == req.source]
     allowed = frozenset().union(*lists) if lists else frozenset()
     if allowed.issuperset(extra):

@@ -6,6 +6,11 @@ from ``config.options`` (``aws_access_key_id``, ``aws_secret_access_key``,
 API key (``Authorization: Bearer``); or, with neither, botocore's default credential chain
 (environment, shared files, instance role) is used. ``config.model`` may be a model id, an
 inference profile id (``us.amazon.nova-lite-v1:0``) or an ARN: it is one path segment.
+
+A deployment of an embeddings model (Titan Text Embeddings, Nova Multimodal Embeddings,
+Cohere Embed: told by its model id, or by ``options.embeddings: titan | nova | cohere``)
+serves ``POST /v1/embeddings`` and the other embeddings surfaces through InvokeModel
+(``embed``); a deployment of any other model does not embed.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from modelmart.core.embeddings import EmbeddingRequest, EmbeddingResponse, estimate_tokens
 from modelmart.core.errors import AuthenticationFailed
 from modelmart.core.types import Request, Response, StreamEvent
 from modelmart.dialects import bedrock_converse as wire
+from modelmart.dialects.bedrock_invoke import embeddings as embed_wire
 from modelmart.dialects.eventstream import CONTENT_TYPE as EVENTSTREAM, EventStreamDecoder
 
 from .base import Provider, ProviderConfig
@@ -30,6 +37,10 @@ from .streaming import batches_of
 
 DEFAULT_REGION = "us-east-1"
 SIGNING_NAME = "bedrock"  # the service name in the credential scope, not the host prefix
+# Embedding calls of one request in flight at once (Titan and Nova take one text a call).
+EMBED_CONCURRENCY = 8
+_EMBED_FAMILIES = {"titan": embed_wire.TITAN, "nova": embed_wire.NOVA,
+                   "cohere": embed_wire.COHERE}
 
 
 class BedrockProvider(Provider):
@@ -41,6 +52,8 @@ class BedrockProvider(Provider):
         self.region = str(config.options.get("region") or DEFAULT_REGION)
         self._static = _static_credentials(config.options)
         self._chain: Any = None  # botocore's default chain, resolved on first use
+        self.embed_family = _embed_family(config)
+        self.embeds = self.embed_family is not None  # routing/embed.py asks
 
     @property
     def base_url(self) -> str:
@@ -52,6 +65,9 @@ class BedrockProvider(Provider):
         # exactly as the AWS SDKs put it in the path, and the signature covers that form.
         action = "converse-stream" if stream else "converse"
         return f"{self.base_url}/model/{quote(self.config.model, safe='')}/{action}"
+
+    def invoke_url(self) -> str:
+        return f"{self.base_url}/model/{quote(self.config.model, safe='')}/invoke"
 
     def body(self, request: Request) -> bytes:
         drop = set(self.config.unsupported_params)
@@ -128,6 +144,43 @@ class BedrockProvider(Provider):
 
         return batches_of(opening, decode_chunk, finish, self.config)
 
+    # ---- embeddings -------------------------------------------------------------------
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+        """InvokeModel with the model's own body: one call a text (Cohere: 96 texts a
+        call), a few at a time. Titan reports its token count; for Nova and Cohere, whose
+        bodies report none, ``input_tokens`` is estimated and the response says so."""
+        family = self.embed_family
+        size = embed_wire.COHERE_BATCH if family == embed_wire.COHERE else 1
+        groups = [request.inputs[i:i + size] for i in range(0, len(request.inputs), size)]
+        gate = asyncio.Semaphore(EMBED_CONCURRENCY)
+
+        async def one(texts: list[str]) -> tuple[list[list[float]], int | None]:
+            async with gate:
+                return await self._embed_call(family, texts, request.dimensions)
+
+        tasks = [asyncio.ensure_future(one(g)) for g in groups]
+        try:
+            results = await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:  # one failed: the others are not waited for
+                task.cancel()
+        vectors = [v for got, _ in results for v in got]
+        counts = [n for _, n in results]
+        if all(n is not None for n in counts):
+            return EmbeddingResponse(self.config.model, vectors, sum(counts))  # type: ignore[arg-type]
+        return EmbeddingResponse(self.config.model, vectors,
+                                 estimate_tokens(request.inputs), estimated=True)
+
+    async def _embed_call(self, family: str, texts: list[str], dimensions: int | None
+                          ) -> tuple[list[list[float]], int | None]:
+        url = self.invoke_url()
+        body = orjson.dumps(embed_wire.encode_upstream(family, texts, dimensions))
+        headers = await self.headers(url, body, stream=False)
+        raw = await post_json(self.http, url, headers, body, self.config, wire.decode_error)
+        return decode_json(raw, self.config,
+                           lambda data: embed_wire.decode_upstream(family, data, len(texts)))
+
 
 def _static_credentials(options: dict) -> Credentials | None:
     key, secret = options.get("aws_access_key_id"), options.get("aws_secret_access_key")
@@ -137,6 +190,16 @@ def _static_credentials(options: dict) -> Credentials | None:
         raise ValueError("Bedrock options need both aws_access_key_id and "
                          "aws_secret_access_key")
     return Credentials(str(key), str(secret), options.get("aws_session_token") or None)
+
+
+def _embed_family(config: ProviderConfig) -> str | None:
+    named = config.options.get("embeddings")
+    if named is None:
+        return embed_wire.upstream_family(config.model)
+    if named not in _EMBED_FAMILIES:
+        raise ValueError(f"Bedrock options.embeddings must be one of "
+                         f"{', '.join(_EMBED_FAMILIES)}, got {named!r}")
+    return _EMBED_FAMILIES[named]
 
 
 def _chain_credentials() -> Any:

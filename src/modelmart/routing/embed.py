@@ -28,7 +28,9 @@ _EXTRAS_KIND = "openai"
 
 
 def can_embed(provider: object) -> bool:
-    return callable(getattr(provider, "embed", None))
+    """A provider with an ``embed`` method, unless it says its model does not embed
+    (``embeds``: a Bedrock deployment of a chat model)."""
+    return callable(getattr(provider, "embed", None)) and getattr(provider, "embeds", True)
 
 
 def embedding_deployments(router: "Router", entry: ModelEntry,
