@@ -23,6 +23,8 @@ class Settings:
     auth: bool = True
     database_url: str | None = None  # None: $MODELMART_DATABASE_URL or ./modelmart.db
     redis_url: str | None = None  # shared limits and budgets across replicas
+    # Replicas lease rate-limit quota from Redis (off: one round trip per request, exact).
+    redis_leases: bool = True
     coordinator_socket: str | None = None  # shared limits across --workers without Redis
     journal_dir: str | None = None  # None: ./modelmart-journal beside an SQLite file
     # The ledger writer process's socket (``serve`` starts one for SQLite); None: the
@@ -50,6 +52,7 @@ class Settings:
             auth=_flag(env.get("MODELMART_AUTH"), bool(server.get("auth", True))),
             database_url=env.get("MODELMART_DATABASE_URL") or server.get("database_url"),
             redis_url=env.get("MODELMART_REDIS_URL") or server.get("redis_url"),
+            redis_leases=_flag(env.get("MODELMART_REDIS_LEASES"), True),
             coordinator_socket=env.get("MODELMART_COORDINATOR_SOCKET") or None,
             journal_dir=env.get("MODELMART_JOURNAL_DIR") or server.get("journal_dir"),
             ledger_socket=env.get("MODELMART_LEDGER_SOCKET") or None,
