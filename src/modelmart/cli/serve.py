@@ -89,12 +89,12 @@ def serve(args) -> int:
         if args.workers > 1:
             return serve_workers(args.workers, args.host, args.port, access_log=args.access_log,
                                  log_level=args.log_level, server=args.server,
-                                 max_per_peer=args.max_per_peer)
+                                 max_per_peer=args.max_per_peer, grace=args.shutdown_grace)
         from modelmart.api.app import app_from_env
 
         run_server(app_from_env(), args.host, args.port, server=args.server,
                    access_log=args.access_log, log_level=args.log_level,
-                   max_per_peer=args.max_per_peer)
+                   max_per_peer=args.max_per_peer, grace=args.shutdown_grace)
     except OSError as exc:
         print(f"modelmart: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
@@ -136,4 +136,7 @@ def register(sub) -> None:
     p.add_argument("--max-per-peer", type=int, default=None, metavar="N",
                    help="open connections per client address at most (default 2048; 0: no "
                    "cap, e.g. behind a proxy that is every client's address)")
+    p.add_argument("--shutdown-grace", type=float, default=30.0, metavar="SECONDS",
+                   help="on SIGTERM/SIGINT, how long requests and streams in flight may take "
+                   "to finish (default 30; keep it under the orchestrator's own grace period)")
     p.set_defaults(func=serve)
