@@ -33,6 +33,7 @@ from . import passthrough
 from .admission import Admission
 from .console import Console
 from .metrics import Metrics
+from .tracing import Tracing
 from .http import Receive, Scope, Send, header, send_json
 from .models import get_model, list_models
 from .settings import Settings
@@ -74,6 +75,9 @@ class App:
         self.router = Router(self.catalog, self.providers, cost_of=self._routing_cost)
         self.admission = Admission(self)
         self.metrics = Metrics(settings.metrics_dir)
+        # Spans per request and upstream attempt, when asked for (api/tracing.py); else None.
+        self.tracing = (Tracing(settings.tracer_provider) if settings.tracer_provider is not None
+                        else Tracing.from_environment() if settings.tracing else None)
         self._metrics_server = None
         self.admin = AdminAPI(self)
         self.console = Console(self)
@@ -86,6 +90,7 @@ class App:
         self.recorder: Recorder | None = None
         self.customer_limits: dict[int, tuple[int | None, int | None]] = {}
         self.background: set = set()
+        self._fallback = self._fallback_route
         self._routes = {
             ("POST", "/v1/chat/completions"): self._openai_chat,
             ("POST", "/chat/completions"): self._openai_chat,
@@ -135,6 +140,8 @@ class App:
             self._metrics_server = self._serve_metrics(settings.metrics_host,
                                                        settings.metrics_port)
         self.http = new_session()
+        if self.tracing is not None:
+            self.http = self.tracing.transport(self.http)
         for dep in self.catalog.deployments():
             provider = provider_class(dep.config.kind)(dep.config, self.http)
             await provider.start()
@@ -155,6 +162,8 @@ class App:
         if self.http is not None:
             await self.http.close()
         await self.metrics.close()
+        if self.tracing is not None:
+            await self.tracing.close()
         if self.recorder is not None:
             await self.recorder.close()
         if self.keys is not None:
@@ -194,11 +203,11 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            handler = self._routes.get((scope["method"], scope["path"]))
-            if handler is not None:
+            handler = self._routes.get((scope["method"], scope["path"]), self._fallback)
+            if self.tracing is None:
                 await handler(scope, receive, send)
             else:
-                await self._fallback_route(scope, receive, send)
+                await self.tracing.serve(handler, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 

@@ -38,6 +38,10 @@ class Settings:
     # Also serve /metrics, without the admin key, on this port (for Prometheus).
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    # OpenTelemetry traces when the environment asks for them (api/tracing.py); a prebuilt
+    # TracerProvider (tests) turns them on whatever the environment says.
+    tracing: bool = True
+    tracer_provider: object = field(default=None, repr=False)
     # A prebuilt catalog (tests); when None it is loaded from ``config_path``.
     catalog: Catalog | None = field(default=None, repr=False)
 
