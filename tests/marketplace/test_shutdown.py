@@ -26,7 +26,15 @@ def test_sigterm_lets_streams_in_flight_finish_and_every_row_lands(
     create_customer(database, "acme")
     secret = cli_key(database, "acme")["secret"]
     config = write_config(tmp_path, priced_catalog(fake_openai, fake_anthropic))
-    server = ServeProcess(tmp_path, config, database, workers=workers).wait_ready()
+    server = ServeProcess(tmp_path, config, database, workers=workers)
+    try:
+        _sigterm_in_flight(server, secret, fake_openai, database)
+    finally:
+        server.stop()
+
+
+def _sigterm_in_flight(server, secret, fake_openai, database) -> None:
+    server.wait_ready()
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=secret, max_retries=0)
     # One slow stream (about 7 s) and three slow whole answers, in flight together.
     assert len(TEXT) == 180
@@ -63,7 +71,6 @@ def test_sigterm_lets_streams_in_flight_finish_and_every_row_lands(
     for thread in threads:
         thread.join(30)
     assert server.proc.wait(30) == 0, server.log()
-    server.stop()
     assert streamed["text"] == TEXT and streamed["finish"] == "stop"
     assert [text for _, text in answers] == ["done"] * 3
     rows = {r.request_id: r for r in all_usage(database)}
