@@ -176,7 +176,8 @@ class TracedTransport:
         try:
             reply = await self._inner.request(method, url, headers, body, **kwargs)
         except BaseException as exc:
-            span.record_exception(exc) if isinstance(exc, Exception) else None
+            if isinstance(exc, Exception):  # not a cancellation
+                span.record_exception(exc)
             span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
             span.end()
             raise
