@@ -14,6 +14,18 @@ apt_install() {
 }
 
 command -v redis-server >/dev/null || apt_install redis-server
+# The load balancer of deploy/compose.yaml, started by tests/deploy from deploy/nginx.conf.
+# Debian's package would start its own nginx on port 80: policy-rc.d says no while it installs.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+    if [ -e /usr/sbin/policy-rc.d ]; then
+        apt_install nginx
+    else
+        printf '#!/bin/sh\nexit 101\n' | sudo_if_needed tee /usr/sbin/policy-rc.d >/dev/null
+        sudo_if_needed chmod +x /usr/sbin/policy-rc.d
+        apt_install nginx || { sudo_if_needed rm -f /usr/sbin/policy-rc.d; exit 1; }
+        sudo_if_needed rm -f /usr/sbin/policy-rc.d
+    fi
+fi
 # The console's browser tests drive Debian's Chromium (Playwright's own browser download is
 # not used: the Python package talks to /usr/bin/chromium).
 [ -x /usr/bin/chromium ] || apt_install chromium

@@ -104,3 +104,37 @@ def postgres_server(database: str = "modelmart") -> Iterator[str]:
             _run(user, "pg_ctl", "-D", os.path.join(folder, "data"), "-m", "immediate", "stop")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+class PostgresProcess:
+    """A PostgreSQL server that a test can stop and start again on the same port (an
+    outage): ``url`` is its ``database``'s."""
+
+    def __init__(self, database: str = "modelmart") -> None:
+        self.user = _os_user()
+        self.folder = tempfile.mkdtemp(prefix="modelmart-pg-")
+        if self.user:
+            shutil.chown(self.folder, self.user)
+        self.data = os.path.join(self.folder, "data")
+        self.port = _start(self.user, self.folder)
+        self.running = True
+        admin = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
+        self.url = run_async(create_database(admin, database))
+
+    def stop(self) -> None:
+        """Fast shutdown: open connections are cut, as when the database goes down."""
+        _run(self.user, "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
+        self.running = False
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c full_page_writes=off -c max_connections=200")
+        _run(self.user, "pg_ctl", "-D", self.data, "-o", options, "-l",
+             os.path.join(self.folder, "server.log"), "-w", "-t", "60", "start")
+        self.running = True
+
+    def close(self) -> None:
+        if self.running:
+            _run(self.user, "pg_ctl", "-D", self.data, "-m", "immediate", "stop")
+            self.running = False
+        shutil.rmtree(self.folder, ignore_errors=True)

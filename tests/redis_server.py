@@ -35,21 +35,45 @@ def _wait_for_redis(port: int, proc: subprocess.Popen) -> None:
     raise RuntimeError("redis-server did not answer PING")
 
 
+class RedisProcess:
+    """A redis-server that a test can stop and start again on the same port (an outage)."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("redis-server")
+        assert self.binary, "redis-server is required (apt-get install -y redis-server)"
+        self.workdir = tempfile.mkdtemp(prefix="mm-redis-")
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisProcess":
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             self.workdir, "--save", "", "--appendonly", "no", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        _wait_for_redis(self.port, self.proc)
+        return self
+
+    def stop(self) -> None:
+        """Gone, with everything it held (no persistence): as a restarted Redis."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 @contextmanager
 def redis_server() -> Iterator[str]:
     """Yields ``redis://127.0.0.1:PORT/0``; the server and its folder are gone afterwards."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is required (apt-get install -y redis-server)"
-    workdir = tempfile.mkdtemp(prefix="mm-redis-")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
-         "--save", "", "--appendonly", "no", "--protected-mode", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    server = RedisProcess()
     try:
-        _wait_for_redis(port, proc)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.start().url
     finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.close()

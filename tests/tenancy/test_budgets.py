@@ -10,6 +10,7 @@ import pytest
 
 from modelmart.core.errors import PaymentRequired
 from modelmart.core.money import usd_to_pico
+from modelmart.store.errors import StoreUnavailable
 from modelmart.store.records import ApiKey
 from modelmart.tenancy.budgets import Budgets, budget_window
 from modelmart.tenancy.counters import MemoryCounters
@@ -128,10 +129,12 @@ async def test_a_second_process_does_not_overwrite_reservations_in_flight(store)
 
 
 async def test_a_failed_ledger_read_is_retried_by_the_next_request(store):
+    """... and it is the store's failure (a 503), never taken for the counters' (which
+    would switch a replica to its own limits)."""
     budgets = Budgets(MemoryCounters(), store)
     key = make_key(1, 10 * UNIT)
     store.fail = True
-    with pytest.raises(ConnectionError):
+    with pytest.raises(StoreUnavailable):
         await budgets.reserve(key, UNIT, now=NOW)
     store.fail = False
     assert await budgets.reserve(key, UNIT, now=NOW) is not None

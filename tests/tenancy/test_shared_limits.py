@@ -1,5 +1,6 @@
-"""The promise when limiters share their windows: two RateLimiters on one Redis (replicas),
-or two workers' limiters on the coordinator (with leases), under concurrent bursts."""
+"""The promise when limiters share their windows: two RateLimiters on one Redis (replicas,
+leasing, or exact with a round trip per request), or two workers' limiters on the
+coordinator (with leases), under concurrent bursts."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from .promise import T0, Clock, LimitLog, make_key
 
 
 def shared(kind: str, request, clock: Clock) -> list[RateLimiter]:
-    if kind == "redis":
+    if kind in ("redis", "redis-exact"):
         url = request.getfixturevalue("redis_url")
-        return [RateLimiter(RedisCounters(url), clock) for _ in range(2)]
+        return [RateLimiter(RedisCounters(url, leases=kind == "redis"), clock)
+                for _ in range(2)]
     path = request.getfixturevalue("coordinator_socket")
     return [RateLimiter(CoordinatorCounters(path), clock) for _ in range(2)]
 
@@ -31,7 +33,7 @@ async def close(limiters) -> None:
         await limiter._counters.close()
 
 
-@pytest.mark.parametrize("kind", ["redis", "coordinator"])
+@pytest.mark.parametrize("kind", ["redis", "redis-exact", "coordinator"])
 async def test_many_requests_at_once_on_two_limiters_never_exceed_the_limit(kind, request):
     clock = Clock()
     limiters = shared(kind, request, clock)
@@ -45,12 +47,12 @@ async def test_many_requests_at_once_on_two_limiters_never_exceed_the_limit(kind
     assert all(isinstance(r, RateLimited) for r in results if isinstance(r, BaseException))
 
 
-@pytest.mark.parametrize("kind", ["redis", "coordinator"])
+@pytest.mark.parametrize("kind", ["redis", "redis-exact", "coordinator"])
 @pytest.mark.parametrize("seed", range(2))
 async def test_two_limiters_sharing_windows_keep_the_promise(kind, seed, request):
     """Bursts of concurrent requests on both limiters for three minutes of a fake clock: no
-    60 seconds and no 61 buckets hold more than a limit; without leases (Redis) a refusal
-    is tight: its amount did not fit in what its buckets held."""
+    60 seconds and no 61 buckets hold more than a limit; without leases (redis-exact) a
+    refusal is tight: its amount did not fit in what its buckets held."""
     rng = random.Random(seed)
     clock = Clock(T0)
     limiters = shared(kind, request, clock)
@@ -81,7 +83,7 @@ async def test_two_limiters_sharing_windows_keep_the_promise(kind, seed, request
             await asyncio.gather(*burst)
             for log in logs.values():
                 log.check(since=int(clock.now))
-            if kind == "redis":
+            if kind == "redis-exact":
                 for now, tokens in refusals:
                     amounts = {"r": 1, "t": tokens, "cr": 1}
                     assert any(log.in_window(now) + amounts[k] > log.limit

@@ -12,12 +12,13 @@ from urllib.parse import parse_qs
 import orjson
 
 from modelmart.core.errors import (
-    AuthenticationFailed, GatewayError, InternalError, InvalidRequest, NotFound, PermissionDenied,
+    AuthenticationFailed, GatewayError, InternalError, InvalidRequest, NotFound, Overloaded,
+    PermissionDenied,
 )
 from modelmart.dialects import openai_chat
 from modelmart.dialects._checks import shown
 from modelmart.metering import reports
-from modelmart.store.errors import Conflict
+from modelmart.store.errors import Conflict, StoreUnavailable
 from modelmart.tenancy import accounts
 
 from . import admin_batches, admin_console
@@ -123,6 +124,13 @@ class AdminAPI:
                 await send({"type": "http.response.body", "body": body.encode()})
             else:
                 await send_json(send, status, orjson.dumps(body, default=str))
+        except StoreUnavailable as exc:
+            # The keys are in memory, so the admin key still authenticates (never a 401 for
+            # a store that is down): what is unavailable is the database, for now.
+            status, body = openai_chat.encode_error(Overloaded(
+                f"The database is unavailable, so the admin API cannot answer; retry shortly. "
+                f"({exc})", retry_after=5))
+            await send_json(send, status, body)
         except GatewayError as err:
             status, body = openai_chat.encode_error(err)
             await send_json(send, status, body)

@@ -36,6 +36,7 @@ from modelmart.core.money import format_usd
 from modelmart.core.types import Request, Usage
 from modelmart.dialects._checks import shown
 from modelmart.metering.bounds import input_token_bound, input_token_estimate
+from modelmart.store.errors import StoreError
 from modelmart.store.records import ApiKey, UsageRecord
 
 from . import passthrough
@@ -274,8 +275,9 @@ class Admission:
                 await app.limiter.release(call.ticket)
                 call.ticket = None
                 raise
-        except (ConnectionError, TimeoutError, OSError) as exc:
-            # Redis or the workers' coordinator is unreachable: refuse rather than serve
+        except (ConnectionError, TimeoutError, OSError, StoreError) as exc:
+            # The workers' coordinator is unreachable (Redis falls back to this replica's
+            # counters), or the ledger a budget is seeded from: refuse rather than serve
             # unmetered, and say it is ours and temporary.
             log.error("limits backend unavailable: %s", exc)
             raise Overloaded("Rate limits and budgets are temporarily unavailable; retry shortly.",

@@ -36,6 +36,7 @@ from .batches import Batches
 from .count_tokens import count_tokens_routes
 from .console import Console
 from .metrics import Metrics
+from .tracing import Tracing
 from .http import Receive, Scope, Send, header, send_json
 from .models import get_model, list_models
 from .settings import Settings
@@ -77,6 +78,9 @@ class App:
         self.router = Router(self.catalog, self.providers, cost_of=self._routing_cost)
         self.admission = Admission(self)
         self.metrics = Metrics(settings.metrics_dir)
+        # Spans per request and upstream attempt, when asked for (api/tracing.py); else None.
+        self.tracing = (Tracing(settings.tracer_provider) if settings.tracer_provider is not None
+                        else Tracing.from_environment() if settings.tracing else None)
         self._metrics_server = None
         self.admin = AdminAPI(self)
         self.console = Console(self)
@@ -90,6 +94,7 @@ class App:
         self.recorder: Recorder | None = None
         self.customer_limits: dict[int, tuple[int | None, int | None]] = {}
         self.background: set = set()
+        self._fallback = self._fallback_route
         self._routes = {
             ("POST", "/v1/chat/completions"): self._openai_chat,
             ("POST", "/chat/completions"): self._openai_chat,
@@ -127,7 +132,10 @@ class App:
             # Routing by measured quality; numpy and scipy are loaded only when it is used.
             from modelmart.evals.quality import follow_quality
             self._watch(follow_quality(self.router.quality, self.store, self.catalog))
-        self.counters = make_counters(settings.redis_url, settings.coordinator_socket)
+        self.counters = make_counters(settings.redis_url, settings.coordinator_socket,
+                                      settings.redis_leases)
+        if hasattr(self.counters, "start"):  # Redis: checked now, heartbeat, fallback
+            await self.counters.start()
         self.limiter = RateLimiter(self.counters)
         self.budgets = Budgets(self.counters, self.store)
         writer = WriterClient(settings.ledger_socket) if settings.ledger_socket else None
@@ -138,6 +146,8 @@ class App:
             self._metrics_server = self._serve_metrics(settings.metrics_host,
                                                        settings.metrics_port)
         self.http = new_session()
+        if self.tracing is not None:
+            self.http = self.tracing.transport(self.http)
         for dep in self.catalog.deployments():
             provider = provider_class(dep.config.kind)(dep.config, self.http)
             await provider.start()
@@ -160,6 +170,8 @@ class App:
         if self.http is not None:
             await self.http.close()
         await self.metrics.close()
+        if self.tracing is not None:
+            await self.tracing.close()
         if self.recorder is not None:
             await self.recorder.close()
         if self.keys is not None:
@@ -199,11 +211,11 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            handler = self._routes.get((scope["method"], scope["path"]))
-            if handler is not None:
+            handler = self._routes.get((scope["method"], scope["path"]), self._fallback)
+            if self.tracing is None:
                 await handler(scope, receive, send)
             else:
-                await self._fallback_route(scope, receive, send)
+                await self.tracing.serve(handler, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -255,17 +267,30 @@ class App:
         await handle_chat(self, GEMINI, scope, receive, send, params)
 
     async def _ready(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """For load balancers and Kubernetes readiness probes: the store and the limits
-        backend answer, and some deployment is not set aside."""
+        """For load balancers and Kubernetes readiness probes. 503 ("not_ready") when no
+        deployment is usable; 200 "degraded" when the replica serves without what other
+        replicas share: Redis (its own limits instead) or the database (keys from memory,
+        usage spooled to the journal): every replica is in the same state then, and taking
+        them all out of the pool would turn a degraded service into an outage."""
         checks = {"store": await _check(self.store.change_counter()),
                   "limits": await _check(self.counters.get("mm:ready"))}
+        if checks["store"] != "ok":
+            checks["store"] = (f"degraded: {checks['store'].removeprefix('failing: ')}; keys "
+                               f"from memory, {self.recorder.pending()} usage record(s) "
+                               f"spooled in the journal")
+        if getattr(self.counters, "degraded", False):
+            checks["limits"] = (f"degraded: Redis unreachable for {self.counters.down_for():.0f} "
+                                f"s ({self.counters.last_error}); per-replica limits")
         states = [h["state"] for h in self.router.health().values()]
         usable = sum(1 for s in states if s in ("healthy", "half_open"))
         checks["deployments"] = (f"ok: {usable} of {len(states)} usable" if usable
                                  else "failing: no deployment is usable")
-        ready = all(v.startswith("ok") for v in checks.values())
-        await send_json(send, 200 if ready else 503,
-                        {"status": "ready" if ready else "not_ready", "checks": checks})
+        if any(v.startswith("failing") for v in checks.values()):
+            status = "not_ready"
+        else:
+            status = "degraded" if any(v.startswith("degraded") for v in checks.values()) else "ready"
+        await send_json(send, 503 if status == "not_ready" else 200,
+                        {"status": status, "checks": checks})
 
     def _serve_metrics(self, host: str, port: int):
         """/metrics without the admin key on a port of its own (every worker listens on it
@@ -297,7 +322,12 @@ class App:
         extra = {"modelmart_ledger_backlog_records":
                  float(self.recorder.pending()) if self.recorder else 0.0,
                  "modelmart_requests_in_flight": float(self.metrics.in_flight),
-                 "modelmart_streams_open": float(self.metrics.streams_open)}
+                 "modelmart_streams_open": float(self.metrics.streams_open),
+                 "modelmart_limits_backend_degraded":
+                 1.0 if getattr(self.counters, "degraded", False) else 0.0}
+        replicas = getattr(getattr(self.counters, "primary", None), "replicas", None)
+        if replicas is not None:
+            extra["modelmart_limits_replicas"] = float(replicas)
         data, content_type = self.metrics.exposition(self.router.health(), extra)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", content_type.encode())]})

@@ -23,6 +23,8 @@ class Settings:
     auth: bool = True
     database_url: str | None = None  # None: $MODELMART_DATABASE_URL or ./modelmart.db
     redis_url: str | None = None  # shared limits and budgets across replicas
+    # Replicas lease rate-limit quota from Redis (off: one round trip per request, exact).
+    redis_leases: bool = True
     coordinator_socket: str | None = None  # shared limits across --workers without Redis
     journal_dir: str | None = None  # None: ./modelmart-journal beside an SQLite file
     # The ledger writer process's socket (``serve`` starts one for SQLite); None: the
@@ -41,6 +43,10 @@ class Settings:
     batch_concurrency: int = 8  # requests of one batch in flight at once, per process
     # Ended batches (their prompts and answers) and uploaded files are removed after this.
     batch_retention_days: float = 30.0
+    # OpenTelemetry traces when the environment asks for them (api/tracing.py); a prebuilt
+    # TracerProvider (tests) turns them on whatever the environment says.
+    tracing: bool = True
+    tracer_provider: object = field(default=None, repr=False)
     # A prebuilt catalog (tests); when None it is loaded from ``config_path``.
     catalog: Catalog | None = field(default=None, repr=False)
 
@@ -55,6 +61,7 @@ class Settings:
             auth=_flag(env.get("MODELMART_AUTH"), bool(server.get("auth", True))),
             database_url=env.get("MODELMART_DATABASE_URL") or server.get("database_url"),
             redis_url=env.get("MODELMART_REDIS_URL") or server.get("redis_url"),
+            redis_leases=_flag(env.get("MODELMART_REDIS_LEASES"), True),
             coordinator_socket=env.get("MODELMART_COORDINATOR_SOCKET") or None,
             journal_dir=env.get("MODELMART_JOURNAL_DIR") or server.get("journal_dir"),
             ledger_socket=env.get("MODELMART_LEDGER_SOCKET") or None,

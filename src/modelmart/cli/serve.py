@@ -13,6 +13,7 @@ import tempfile
 from modelmart.api import logs
 from modelmart.catalog.loader import CatalogError, load_catalog
 from modelmart.store.base import open_store
+from modelmart.store.errors import Conflict
 from modelmart.tenancy import accounts
 
 FIRST_CUSTOMER = "default"
@@ -24,11 +25,15 @@ async def first_run(database_url: str | None) -> list[str]:
     store = await open_store(database_url)
     lines = []
     try:
-        admin = await accounts.ensure_admin_key(store)
+        admin = await accounts.ensure_admin_key(store, os.environ.get("MODELMART_ADMIN_KEY")
+                                                or None)
         if admin:
             lines.append(f"admin key (admin API only; shown once): {admin}")
         if not await store.list_customers():
-            await accounts.create_customer(store, FIRST_CUSTOMER)
+            try:
+                await accounts.create_customer(store, FIRST_CUSTOMER)
+            except Conflict:  # another replica starting on the same database made it
+                return lines
             _, secret = await accounts.create_key(store, FIRST_CUSTOMER, name="first key")
             lines.append(f"API key for customer '{FIRST_CUSTOMER}' (shown once): {secret}")
     finally:
@@ -50,7 +55,12 @@ def serve(args) -> int:
     except CatalogError as exc:
         print(f"modelmart: {exc}", file=sys.stderr)
         return 2
-    for line in asyncio.run(first_run(os.environ.get("MODELMART_DATABASE_URL"))):
+    try:
+        lines = asyncio.run(first_run(os.environ.get("MODELMART_DATABASE_URL")))
+    except ValueError as exc:
+        print(f"modelmart: {exc}", file=sys.stderr)
+        return 2
+    for line in lines:
         print(f"modelmart: {line}", file=sys.stderr)
     coordinator = None
     if args.workers > 1 and not os.environ.get("MODELMART_REDIS_URL"):
@@ -89,12 +99,12 @@ def serve(args) -> int:
         if args.workers > 1:
             return serve_workers(args.workers, args.host, args.port, access_log=args.access_log,
                                  log_level=args.log_level, server=args.server,
-                                 max_per_peer=args.max_per_peer)
+                                 max_per_peer=args.max_per_peer, grace=args.shutdown_grace)
         from modelmart.api.app import app_from_env
 
         run_server(app_from_env(), args.host, args.port, server=args.server,
                    access_log=args.access_log, log_level=args.log_level,
-                   max_per_peer=args.max_per_peer)
+                   max_per_peer=args.max_per_peer, grace=args.shutdown_grace)
     except OSError as exc:
         print(f"modelmart: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
@@ -136,4 +146,7 @@ def register(sub) -> None:
     p.add_argument("--max-per-peer", type=int, default=None, metavar="N",
                    help="open connections per client address at most (default 2048; 0: no "
                    "cap, e.g. behind a proxy that is every client's address)")
+    p.add_argument("--shutdown-grace", type=float, default=30.0, metavar="SECONDS",
+                   help="on SIGTERM/SIGINT, how long requests and streams in flight may take "
+                   "to finish (default 30; keep it under the orchestrator's own grace period)")
     p.set_defaults(func=serve)

@@ -73,6 +73,13 @@ class HeaderBlock:
         self.raw = b"".join(lines)
         self.names = frozenset(name.lower() for name in headers)
 
+    def with_headers(self, extra: dict[str, str]) -> "HeaderBlock":
+        """These headers and ``extra`` (a trace's ``traceparent``, api/tracing.py)."""
+        more = HeaderBlock(extra)
+        block = HeaderBlock({})
+        block.raw, block.names = self.raw + more.raw, self.names | more.names
+        return block
+
 
 class Reply:
     """An upstream reply: status and headers at once, the body by ``read()`` or ``chunks()``."""

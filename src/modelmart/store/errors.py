@@ -17,3 +17,8 @@ class NotFoundInStore(StoreError):
 
 class SecretKeyError(StoreError):
     """The server key is missing, malformed, or not the one a stored secret was sealed with."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached (down, restarting, every connection gone): temporary,
+    a 503 for whoever asked, never a 500 or a 401."""

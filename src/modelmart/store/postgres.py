@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 
@@ -10,7 +11,7 @@ import asyncpg
 from modelmart.store import queries as q
 from modelmart.store import rows as r
 from modelmart.store.base import SqlStore
-from modelmart.store.errors import Conflict, NotFoundInStore, StoreError
+from modelmart.store.errors import Conflict, NotFoundInStore, StoreError, StoreUnavailable
 from modelmart.store.migrations import MIGRATIONS, SCHEMA_MIGRATIONS_DDL, render
 from modelmart.store.records import ApiKey, Customer
 
@@ -34,6 +35,70 @@ INSERT_USAGE = (
 )
 
 
+# The database is out of reach, not the query wrong: refused or reset connections, a server
+# shutting down or starting up, too many connections, no connection free in time.
+UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+               asyncpg.exceptions.OperatorInterventionError,
+               asyncpg.exceptions.TooManyConnectionsError)
+ACQUIRE_TIMEOUT = 10.0  # seconds to wait for a pooled connection before a 503
+
+
+def _unavailable(err: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"PostgreSQL is unavailable: {type(err).__name__}: {err}"[:500])
+
+
+class _Connection:
+    """A pooled connection whose use raises ``StoreUnavailable`` when PostgreSQL is gone."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._acquiring = pool.acquire(timeout=ACQUIRE_TIMEOUT)
+
+    async def __aenter__(self):
+        try:
+            return await self._acquiring.__aenter__()
+        except UNAVAILABLE as err:
+            raise _unavailable(err) from err
+
+    async def __aexit__(self, kind, err, tb):
+        try:
+            await self._acquiring.__aexit__(kind, err, tb)
+        except UNAVAILABLE as exc:  # releasing a broken connection
+            raise _unavailable(exc) from exc
+        if err is not None and isinstance(err, UNAVAILABLE):
+            raise _unavailable(err) from err
+        return False
+
+
+class _GuardedPool:
+    """The asyncpg pool, as the store uses it, with an outage raised as ``StoreUnavailable``
+    (the admin API's 503) and a bounded wait for a connection."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    def acquire(self) -> _Connection:
+        return _Connection(self.pool)
+
+    async def _run(self, method: str, *args):
+        async with self.acquire() as conn:
+            return await getattr(conn, method)(*args)
+
+    async def fetch(self, sql: str, *args):
+        return await self._run("fetch", sql, *args)
+
+    async def fetchrow(self, sql: str, *args):
+        return await self._run("fetchrow", sql, *args)
+
+    async def fetchval(self, sql: str, *args):
+        return await self._run("fetchval", sql, *args)
+
+    async def execute(self, sql: str, *args):
+        return await self._run("execute", sql, *args)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
 def _key_conflict(err: Exception, key: ApiKey) -> Conflict:
     if "aws_access_key_id" in str(getattr(err, "constraint_name", "") or err):
         return Conflict(f"aws access key id {key.aws_access_key_id!r} is already in use")
@@ -44,7 +109,7 @@ class PostgresStore(SqlStore):
     sql_dialect = q.POSTGRES
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+        self._pool = _GuardedPool(pool)
 
     @classmethod
     async def connect(cls, url: str) -> PostgresStore:

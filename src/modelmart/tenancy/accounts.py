@@ -251,18 +251,32 @@ async def find_key(store: Store, ident: str) -> ApiKey:
     raise ValueError(f"no key with id or prefix {ident!r}")
 
 
-async def ensure_admin_key(store: Store) -> str | None:
-    """Make the admin key when there is none; returns its secret (to print once) or None."""
-    if any(k.role == "admin" for k in await store.list_keys(include_revoked=False)):
+MIN_GIVEN_SECRET = 32  # characters of an admin key given by the operator
+
+
+async def ensure_admin_key(store: Store, given: str | None = None) -> str | None:
+    """Make the admin key when there is none; returns its secret (to print once) or None.
+    ``given`` (``MODELMART_ADMIN_KEY``, from a deployment's secret): that secret is an
+    admin key, made if no active admin key has it (an earlier one stays until revoked);
+    nothing is returned, as the operator has it already."""
+    admins = [k for k in await store.list_keys(include_revoked=False) if k.role == "admin"]
+    if given is not None:
+        given = given.strip()
+        if len(given) < MIN_GIVEN_SECRET:
+            raise ValueError(f"MODELMART_ADMIN_KEY must be at least {MIN_GIVEN_SECRET} "
+                             f"characters (modelmart keys server-key makes a good one)")
+        if any(k.secret_hash == hash_secret(given) for k in admins):
+            return None
+    elif admins:
         return None
-    secret = generate_secret()
+    secret = given or generate_secret()
     key = ApiKey(id=0, customer_id=None, prefix=prefix_of(secret), secret_hash=hash_secret(secret),
                  created_at=time.time(), role="admin", name="admin")
     try:
         await store.create_key(key)
     except Conflict:
         return None
-    return secret
+    return None if given else secret
 
 
 def key_view(key: ApiKey) -> dict:

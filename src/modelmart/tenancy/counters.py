@@ -252,160 +252,19 @@ class MemoryCounters:
         pass
 
 
-# Lua numbers are doubles, exact only below 2**53 (about $9007 in picodollars), so the
-# script compares decimal strings and lets INCRBY do the arithmetic in 64-bit integers.
-# ARGV: ttl in ms, then the key's amount and its threshold (limit - amount).
-_TRY_ADD_LUA = """
-local function le(a, b)
-  local na, nb = a:sub(1, 1) == '-', b:sub(1, 1) == '-'
-  if na ~= nb then return na end
-  if na then a, b = b:sub(2), a:sub(2) end
-  if #a ~= #b then return #a < #b end
-  return a <= b
-end
-local value = redis.call('GET', KEYS[1]) or '0'
-if not le(value, ARGV[3]) then return {0, value} end
-redis.call('INCRBY', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return {1, redis.call('GET', KEYS[1])}
-"""
-
-# A window is a hash: 'h' the newest second it has seen, 't' the total of its buckets, 'l' the
-# newest second counted a positive amount, and one field per second (its decimal number)
-# holding that second's bucket. Counts are far below 2**53, so Lua's doubles are exact.
-# KEYS: the windows; ARGV: second, ttl in ms, then per window its amount and limit.
-_WINDOW_ADMIT_LUA = """
-local W = 61
-local at, n = tonumber(ARGV[1]), #KEYS
-local heads, totals, lasts = {}, {}, {}
-for i = 1, n do
-  local v = redis.call('HMGET', KEYS[i], 'h', 't', 'l')
-  heads[i], totals[i], lasts[i] = tonumber(v[1]), tonumber(v[2]) or 0, tonumber(v[3]) or -1
-  if heads[i] and heads[i] > at then at = heads[i] end
-end
-local fits, clear, admitted = at, {}, 1
-for i = 1, n do
-  local key, head = KEYS[i], heads[i]
-  if head == nil or at - head >= W then
-    if head then redis.call('DEL', key) end
-    totals[i] = 0
-    redis.call('HSET', key, 'h', at, 't', 0)
-  elseif at > head then
-    local old = {}
-    for s = head - 60, at - 61 do old[#old + 1] = s end
-    for _, v in ipairs(redis.call('HMGET', key, unpack(old))) do
-      if v then totals[i] = totals[i] - tonumber(v) end
-    end
-    redis.call('HDEL', key, unpack(old))
-    redis.call('HSET', key, 'h', at, 't', totals[i])
-  end
-  local amount, limit = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
-  if totals[i] + amount > limit then
-    admitted = 0
-    local when = -1
-    if amount <= limit then  -- the oldest buckets leave first
-      local excess, seconds = totals[i] + amount - limit, {}
-      for s = at - 60, at do seconds[#seconds + 1] = s end
-      for j, v in ipairs(redis.call('HMGET', key, unpack(seconds))) do
-        if v then excess = excess - tonumber(v) end
-        if excess <= 0 then when = at + j break end
-      end
-      if when == -1 then when = at + W end
-    end
-    if fits ~= -1 and (when == -1 or when > fits) then fits = when end
-  end
-end
-if admitted == 1 then
-  for i = 1, n do
-    local amount = ARGV[2 * i + 1]
-    totals[i] = redis.call('HINCRBY', KEYS[i], 't', amount)
-    redis.call('HINCRBY', KEYS[i], at, amount)
-    if tonumber(amount) > 0 then
-      lasts[i] = at
-      redis.call('HSET', KEYS[i], 'l', at)
-    end
-  end
-end
-for i = 1, n do
-  redis.call('PEXPIRE', KEYS[i], ARGV[2])
-  if totals[i] > 0 then clear[i] = lasts[i] + W else clear[i] = 0 end
-end
-return {admitted, at, totals, clear, fits}
-"""
-
-# KEYS: the window; ARGV: second, delta.
-_WINDOW_ADD_LUA = """
-local head, s = tonumber(redis.call('HGET', KEYS[1], 'h')), tonumber(ARGV[1])
-if head == nil or s > head or s <= head - 61 then return 0 end
-redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HINCRBY', KEYS[1], 't', ARGV[2])
-if tonumber(ARGV[2]) > 0 and s > (tonumber(redis.call('HGET', KEYS[1], 'l')) or -1) then
-  redis.call('HSET', KEYS[1], 'l', s)
-end
-return 1
-"""
-
-
-def _ms(ttl: float) -> int:
-    return max(1, int(ttl * 1000))
-
-
-class RedisCounters:
-    """Counters in Redis, atomic across replicas (Lua scripts for the conditional writes)."""
-
-    def __init__(self, url: str, namespace: str = "mm:", max_connections: int = 64) -> None:
-        import redis.asyncio as aioredis
-
-        # A bounded pool that makes a burst wait for a connection instead of failing it.
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections,
-                                                        timeout=10)
-        self._redis = aioredis.Redis.from_pool(pool)
-        self._ns = namespace
-        self._try_add = self._redis.register_script(_TRY_ADD_LUA)
-        self._window_admit = self._redis.register_script(_WINDOW_ADMIT_LUA)
-        self._window_add = self._redis.register_script(_WINDOW_ADD_LUA)
-
-    async def try_add(self, key: str, amount: int, limit: int, ttl: float) -> tuple[bool, int]:
-        # The threshold is exact here, so the script only compares.
-        admitted, value = await self._try_add(keys=[self._ns + key],
-                                              args=[_ms(ttl), amount, limit - amount])
-        return bool(admitted), int(value)
-
-    async def add(self, key: str, amount: int, ttl: float) -> int:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incrby(self._ns + key, amount)
-            pipe.pexpire(self._ns + key, _ms(ttl))
-            value, _ = await pipe.execute()
-        return int(value)
-
-    async def get(self, key: str) -> int:
-        value = await self._redis.get(self._ns + key)
-        return 0 if value is None else int(value)
-
-    async def seed(self, key: str, value: int, ttl: float) -> None:
-        await self._redis.set(self._ns + key, value, px=_ms(ttl), nx=True)
-
-    async def window_admit(self, items: list[Item], second: int) -> Verdict:
-        args: list[int] = [second, WINDOW_TTL_MS]
-        for _, amount, limit in items:
-            args += [amount, limit]
-        admitted, at, totals, clear_at, fits_at = await self._window_admit(
-            keys=[self._ns + name for name, _, _ in items], args=args)
-        return [bool(admitted), at, totals, clear_at, fits_at]
-
-    async def window_add(self, name: str, second: int, delta: int) -> None:
-        await self._window_add(keys=[self._ns + name], args=[second, delta])
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-
-
-def make_counters(redis_url: str | None, coordinator_socket: str | None) -> Counters:
-    """Redis when configured (replicas), else the coordinator (workers), else in-process."""
+def make_counters(redis_url: str | None, coordinator_socket: str | None,
+                  redis_leases: bool = True) -> Counters:
+    """Redis when configured (replicas; this replica's own counters while it is down),
+    else the coordinator (workers), else in-process."""
     if redis_url:
-        return RedisCounters(redis_url)
+        from modelmart.tenancy.fallback import FallbackCounters
+
+        return FallbackCounters(RedisCounters(redis_url, leases=redis_leases))
     if coordinator_socket:
         from modelmart.tenancy.coordinator import CoordinatorCounters
 
         return CoordinatorCounters(coordinator_socket)
     return MemoryCounters()
+
+
+from .redis_counters import RedisCounters  # noqa: E402  (it builds on this module's names)

@@ -25,7 +25,8 @@ none, so a refused request consumes no quota. Its verdict carries what the heade
 and a refusal's ``retry-after`` the time until enough buckets have left the window for this
 request to fit if nothing else arrives (a client that waits that long is admitted).
 
-Leases, under ``serve --workers``: see ``leases.py``.
+Leases, under ``serve --workers`` and between replicas on Redis: see ``leases.py``. Redis
+down: each replica counts its share of every limit itself (``fallback.py``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from typing import Callable
 from modelmart.core.errors import RateLimited
 from modelmart.store.records import ApiKey
 
+from .fallback import DOWN, FallbackCounters
 from .leases import Leases
 
 NEVER_FITS_RETRY = 60.0  # retry-after for a request larger than its limit: "not like this"
@@ -77,6 +79,7 @@ class Ticket:
     token_counters: list[str] = field(default_factory=list)
     request_counters: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    counters: object = None  # the backend that counted it, when it may change (fallback.py)
 
 
 class RateLimiter:
@@ -86,8 +89,12 @@ class RateLimiter:
         # The limits of a key (and its customer): keys are reloaded, not edited, so their
         # settings are part of the cache key.
         self._limits: dict[tuple, _Limits] = {}
-        # Only with counters that lease: the workers' coordinator.
-        self._leases = Leases(counters, clock) if hasattr(counters, "window_lease") else None
+        # Redis, or this replica's own counters while Redis is down.
+        self._fallback = counters if isinstance(counters, FallbackCounters) else None
+        # Only with counters that lease: the workers' coordinator, Redis.
+        shared = counters.primary if self._fallback is not None else counters
+        self._leases = (Leases(shared, clock) if hasattr(shared, "window_lease")
+                        and getattr(shared, "leases", True) else None)
         self._reset = (-1, "")  # the last reset header value: (milliseconds, text)
 
     async def admit(self, key: ApiKey, customer_limits: tuple[int | None, int | None] | None,
@@ -99,7 +106,10 @@ class RateLimiter:
         second = math.floor(now)
         items = [(l.name, 1 if l.unit == "requests" else estimated_tokens, l.limit)
                  for l in limits.all]
-        if self._leases is None:
+        counted_on = None
+        if self._fallback is not None:
+            counted_on, verdict = await self._admit_shared(items, second)
+        elif self._leases is None:
             verdict = await self._counters.window_admit(items, second)
         else:
             verdict = await self._leases.admit(items, second)
@@ -107,7 +117,27 @@ class RateLimiter:
         if not admitted:
             raise self._refusal(limits.all, items, totals, clear_at, fits_at, now)
         return Ticket(estimated_tokens, at, limits.tokens[:], limits.requests[:],
-                      self._headers(limits.all, totals, clear_at, now))
+                      self._headers(limits.all, totals, clear_at, now), counted_on)
+
+    async def _admit_shared(self, items, second: int) -> tuple[object, list]:
+        """Through Redis (leases or not); while it is down, this replica's share of each
+        limit in its own counters, with totals shifted so the headers count down to 0."""
+        fallback = self._fallback
+        if fallback.local is None:
+            shared = fallback.primary
+            try:
+                if self._leases is None:
+                    return shared, await shared.window_admit(items, second)
+                return shared, await self._leases.admit(items, second)
+            except DOWN as exc:
+                fallback.fail(exc)
+        local = fallback.local
+        shares = [fallback.share_of(limit) for _, _, limit in items]
+        verdict = await local.window_admit(
+            [(name, amount, share) for (name, amount, _), share in zip(items, shares)], second)
+        verdict[2] = [total + limit - share
+                      for total, (_, _, limit), share in zip(verdict[2], items, shares)]
+        return local, verdict
 
     def _limits_for(self, key: ApiKey, customer_limits) -> _Limits:
         cache_key = (key.id, key.rpm, key.tpm, key.prefix, key.customer_id, key.customer_name,
@@ -132,21 +162,28 @@ class RateLimiter:
         (nothing to correct once that bucket has left the window)."""
         difference = actual_tokens - ticket.estimated_tokens
         if difference and ticket.token_counters:
-            await self._add(ticket.token_counters, ticket.second, difference)
+            await self._add(ticket, ticket.token_counters, difference)
         ticket.estimated_tokens = actual_tokens
 
     async def release(self, ticket: Ticket) -> None:
         """Give back everything ``admit`` counted: for a request refused later (its budget)."""
         await self.settle(ticket, 0)
         if ticket.request_counters:
-            await self._add(ticket.request_counters, ticket.second, -1)
+            await self._add(ticket, ticket.request_counters, -1)
         ticket.request_counters = []
 
-    async def _add(self, names: list[str], second: int, delta: int) -> None:
-        if len(names) == 1:
-            await self._counters.window_add(names[0], second, delta)
-        else:
-            await asyncio.gather(*(self._counters.window_add(n, second, delta) for n in names))
+    async def _add(self, ticket: Ticket, names: list[str], delta: int) -> None:
+        counters, second = ticket.counters or self._counters, ticket.second
+        try:
+            if len(names) == 1:
+                await counters.window_add(names[0], second, delta)
+            else:
+                await asyncio.gather(*(counters.window_add(n, second, delta) for n in names))
+        except DOWN as exc:
+            if self._fallback is None:
+                raise
+            # Counted in Redis, which is gone: the count stays as admitted (conservative).
+            self._fallback.fail(exc)
 
     def _reset_text(self, seconds: float) -> str:
         # Requests of the same millisecond share it: formatting is most of a header's cost.
