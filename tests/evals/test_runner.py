@@ -180,3 +180,18 @@ def test_a_run_against_a_running_server(setup, upstreams):
     assert runs[-1].status == "done" and len(records) == 5
     assert all(usage[r.request_id].price_pico == r.price_pico > 0 for r in records)
     assert spent[runs[-1].id] == sum(r.price_pico for r in records)
+
+
+@pytest.mark.parametrize("messages", [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "system", "content": "Be brief. ☃"}, {"role": "user", "content": "2+2?"},
+     {"role": "assistant", "content": "4 " * 300}, {"role": "user", "content": "and 3+3?"}],
+])
+def test_each_call_is_drawn_at_the_gateways_own_bound(messages):
+    # the runner's per-call bound (what it reserves before sending) is never below what the
+    # gateway's admission reserves for the same body: otherwise the gateway refuses (402)
+    # a call the runner thought it had covered, near the budget's end
+    from modelmart.dialects.openai_chat.request import decode_request
+    from modelmart.metering.bounds import input_token_bound, text_chat_bound
+    request = decode_request({"model": "m", "messages": messages, "max_tokens": 16})
+    assert text_chat_bound(m["content"] for m in messages) >= input_token_bound(request)

@@ -8,7 +8,12 @@
 - The budget: before an item is sent, its worst case (every call at its token ceiling and
   the dearest deployment's price) is reserved against what the run's keys have been billed
   (the ledger) plus what is reserved in flight; the run stops before the first item that
-  would not fit, so the budget holds whatever the answers cost.
+  would not fit, so the budget holds whatever the answers cost. Each call is checked again
+  as it is sent, by the gateway's own bound on the messages it carries
+  (``metering.bounds``): a call the item's reservation does not cover (an answer longer in
+  bytes than the ceiling guessed, a judge prompt) reserves the difference first or stops the
+  run, so the gateway, whose evaluation key carries the remaining budget too, never has to
+  refuse one.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from modelmart.metering.bounds import MESSAGE_TOKENS, TEMPLATE_TOKENS, text_chat_bound
 from modelmart.store.evals import EvalRecord, EvalRun, EvalStore
 
 from .gateway import BudgetRefused, Gateway
@@ -83,9 +89,35 @@ class _Account:
             self.reserved += worst
             return True
 
+    async def top_up(self, extra: int) -> bool:
+        """More for an item in flight; a refusal stops the run."""
+        async with self.lock:
+            if self.budget is not None and self.spent + self.reserved + extra > self.budget:
+                self.stopped = True
+                return False
+            self.reserved += extra
+            return True
+
     def settle(self, worst: int, actual: int) -> None:
         self.reserved -= worst
         self.spent += actual
+
+
+@dataclass(slots=True)
+class _ItemMoney:
+    """One item's reservation, drawn on by each of its calls at the gateway's own bound."""
+
+    account: _Account
+    reserved: int
+    drawn: int = 0
+
+    async def draw(self, worst: int) -> None:
+        self.drawn += worst
+        if self.drawn > self.reserved:
+            extra = self.drawn - self.reserved
+            if not await self.account.top_up(extra):
+                raise BudgetRefused("the run's budget does not cover this call")
+            self.reserved += extra
 
 
 class Runner:
@@ -106,7 +138,8 @@ class Runner:
 
     def worst_case(self, model: str, sample: Sample) -> int:
         """Every model call and judge call of the item at its ceiling."""
-        total, context = 0, tokens_upper_bound(sample.system or "")
+        fixed = TEMPLATE_TOKENS + MESSAGE_TOKENS  # what admission adds once per call
+        total, context = 0, fixed + tokens_upper_bound(sample.system or "")
         for turn in sample.turns:
             context += tokens_upper_bound(turn)
             total += self.gateway.worst_case_pico(model, context, self.max_tokens)
@@ -115,7 +148,7 @@ class Runner:
             judge_calls = getattr(self.task.scorer, "judge_calls", None)
             for prompt_tokens, out_tokens in (judge_calls(sample, self.max_tokens)
                                               if judge_calls else []):
-                total += self.gateway.worst_case_pico(self.options.judge, prompt_tokens,
+                total += self.gateway.worst_case_pico(self.options.judge, prompt_tokens + fixed,
                                                       out_tokens)
         return total
 
@@ -161,29 +194,31 @@ class Runner:
             worst = self.worst_case(model, sample)
             if not await account.reserve(worst):
                 return
-            record = None
+            record, money = None, _ItemMoney(account, worst)
             try:
-                record = await self._item(run, model, sample, epoch)
+                record = await self._item(run, model, sample, epoch, money)
             except BudgetRefused:
                 account.stopped = True
             finally:
                 actual = (record.price_pico + record.judge_price_pico) if record else 0
-                account.settle(worst, actual)
+                account.settle(money.reserved, actual)
             if record is None:
                 return
             await self.evals.insert_records([record])
             if self.progress:
                 self.progress.advance(error=record.score is None, spent_pico=account.spent)
 
-    async def _item(self, run: EvalRun, model: str, sample: Sample, epoch: int) -> EvalRecord:
+    async def _item(self, run: EvalRun, model: str, sample: Sample, epoch: int,
+                    money: _ItemMoney) -> EvalRecord:
         attempts, failed_ids = 0, []
         while True:
             attempts += 1
             state = TaskState(sample=sample, model=model,
-                              judge=self.gateway.caller(self.options.judge)
+                              judge=self._metered(self.options.judge,
+                                                  self.gateway.caller(self.options.judge), money)
                               if self.options.judge else None)
             try:
-                await self.task.solver(state, self._generate(model), self._task_view())
+                await self.task.solver(state, self._generate(model, money), self._task_view())
                 score = await self.task.scorer(state, sample.target)
                 break
             except InfraError as err:
@@ -199,13 +234,22 @@ class Runner:
                 await asyncio.sleep(self.options.backoff_s * 2 ** (attempts - 1))
         return await self._record(run, model, sample, epoch, state, score, attempts, failed_ids)
 
-    def _generate(self, model: str):
-        caller = self.gateway.caller(model)
+    def _generate(self, model: str, money: _ItemMoney):
+        caller = self._metered(model, self.gateway.caller(model), money)
         max_tokens, temperature = self.max_tokens, self.temperature
 
         async def generate(messages, *, max_tokens=max_tokens, temperature=temperature):
             return await caller(messages, max_tokens=max_tokens, temperature=temperature)
         return generate
+
+    def _metered(self, model: str, caller, money: _ItemMoney):
+        """``caller`` drawing each call's worst case (the gateway's bound) on the item."""
+        async def call(messages, *, max_tokens, temperature=None):
+            tokens = text_chat_bound(m["content"] for m in messages
+                                     if isinstance(m.get("content"), str))
+            await money.draw(self.gateway.worst_case_pico(model, tokens, max_tokens))
+            return await caller(messages, max_tokens=max_tokens, temperature=temperature)
+        return call
 
     def _task_view(self) -> Task:
         """The task with this run's max_tokens and temperature."""

@@ -67,6 +67,13 @@ def input_token_bound(req: Request) -> int:
     return size + TEMPLATE_TOKENS + MESSAGE_TOKENS * (len(req.messages) + 1) + IMAGE_TOKENS * images
 
 
+def text_chat_bound(texts) -> int:
+    """``input_token_bound`` of a text-only chat whose messages (the system prompt counted as
+    one, which only adds) carry ``texts``: what admission reserves for it."""
+    texts = list(texts)
+    return sum(map(_bytes, texts)) + TEMPLATE_TOKENS + MESSAGE_TOKENS * (len(texts) + 1)
+
+
 def _block(block) -> tuple[int, int]:
     """(UTF-8 bytes, images) of one content block."""
     cls = type(block)
