@@ -306,7 +306,9 @@ class Admission:
             task = asyncio.ensure_future(
                 self._correct(call, tokens, record.price_pico if record else 0))
             self.app.background.add(task)
+            self.app.corrections.add(task)
             task.add_done_callback(self.app.background.discard)
+            task.add_done_callback(self.app.corrections.discard)
         return record
 
     def _record(self, call: Call, usage: Usage, deployment: Deployment | None, attempts: int,

@@ -94,6 +94,7 @@ class App:
         self.recorder: Recorder | None = None
         self.customer_limits: dict[int, tuple[int | None, int | None]] = {}
         self.background: set = set()
+        self.corrections: set = set()  # counter corrections of settled requests, pending
         self._fallback = self._fallback_route
         self._routes = {
             ("POST", "/v1/chat/completions"): self._openai_chat,
@@ -185,6 +186,13 @@ class App:
             await self.counters.close()
         if self.store is not None:
             await self.store.close()
+
+    async def counters_settled(self, timeout: float = 5.0) -> None:
+        """Wait until the counter corrections of requests answered so far have run: a
+        budget then holds what was billed, not a released reservation."""
+        pending = [t for t in self.corrections if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
 
     def _watch(self, coro) -> None:
         task = asyncio.ensure_future(coro)

@@ -181,6 +181,11 @@ class _BatchRun:
         self.stop: str | None = "cancel" if batch.status == "cancelling" else None
         self.budget_answer: tuple[int, str] | None = None
         self.in_flight = 0  # calls of this batch under way
+        # After a first 402 the batch goes single file: each call waits until no other is
+        # in flight (every reservation settled) and holds ``alone`` while it runs, so a 402
+        # then means the budget has no room even for this one call.
+        self.single_file = False
+        self.alone = asyncio.Lock()
 
     async def run(self) -> None:
         heartbeat = asyncio.ensure_future(self._heartbeat())
@@ -253,17 +258,16 @@ class _BatchRun:
         if not await self.tables.start(self.batch.id, row, request_id):
             return  # another process got to it first
         while True:
-            self.in_flight += 1
-            try:
-                status, body, price, retry_after = await self._call(row)
-            finally:
-                self.in_flight -= 1
-            if status == 402 and self.in_flight and self.stop is None:
-                # Refused while other calls of the batch held reservations: once they have
-                # settled, the budget may have room for this one after all.
-                while self.in_flight and self.stop is None:
-                    await asyncio.sleep(0.05)
-                if self.stop is None and await self.tables.start(self.batch.id, row, new_id()):
+            alone = self.single_file
+            status, body, price, retry_after = await (self._call_alone(row) if alone
+                                                      else self._counted_call(row))
+            if self.stop is not None and status == 402:
+                return  # ended by _finalize with the rest (out of budget, cancelled)
+            if status == 402 and not alone:
+                # Refused while other calls of the batch may have held reservations: once
+                # they have settled, the budget may have room for this one after all.
+                self.single_file = True
+                if await self.tables.start(self.batch.id, row, new_id()):
                     continue
                 return
             wait = min(MAX_RETRY_WAIT, max(retry_after or 1.0, 0.1))
@@ -282,6 +286,22 @@ class _BatchRun:
         if status == 402 and self.budget_answer is None:
             self.budget_answer = (status, body)
             self.stop = self.stop or "budget"
+
+    async def _counted_call(self, row: RequestRow) -> tuple[int, str, int, float | None]:
+        self.in_flight += 1
+        try:
+            return await self._call(row)
+        finally:
+            self.in_flight -= 1
+
+    async def _call_alone(self, row: RequestRow) -> tuple[int, str, int, float | None]:
+        async with self.alone:
+            while self.in_flight and self.stop is None:
+                await asyncio.sleep(0.02)
+            await self.app.counters_settled()  # their reservations released, not only answered
+            if self.stop is not None:
+                return 402, "", 0, None
+            return await self._counted_call(row)
 
     async def _request_id(self, row: RequestRow) -> str:
         if row.state != "running" or not row.request_id:

@@ -87,8 +87,13 @@ class Gateway:
         """Raises (a 4xx GatewayError) for an unknown or unpriced model, before any call."""
         self.pricing.check(self.catalog.get(model))
 
+    async def counters_settled(self) -> None:
+        """Wait until the gateway has replaced answered requests' budget reservations by
+        their prices (a remote server's own budget check stays the backstop there)."""
+
     async def usage(self, request_id: str, wait_s: float = 30.0) -> UsageRecord | None:
         """The ledger row of a request: written in batches a moment after the response."""
+        await self.counters_settled()
         deadline = time.monotonic() + wait_s
         delay = 0.01
         while True:
@@ -138,6 +143,11 @@ class InProcessGateway(Gateway):
         if message["type"] != "lifespan.startup.complete":
             raise RuntimeError(f"the gateway did not start: {message.get('message')}")
         self.store = self.app.store
+
+    async def counters_settled(self) -> None:
+        # before the runner counts a price as its own, the eval key's budget no longer
+        # holds the request's reservation: the gateway never refuses what the runner admits
+        await self.app.counters_settled()
 
     async def issue_key(self, budget_pico: int | None, label: str) -> int:
         """A key of the evaluation customer for this invocation (revoked at close)."""
