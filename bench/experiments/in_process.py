@@ -65,7 +65,7 @@ async def main(mode: str, profile: bool, folder: str, db: str, key: str,
                         usage=Usage(input_tokens=19, output_tokens=9))
 
     provider.complete = complete
-    provider.stream_batches = lambda req: sse_batches(_open_body, openai_chat.StreamDecoder())
+    provider.stream_batches = lambda req: sse_batches(_open_body, openai_chat.StreamDecoder(True))
     body = orjson.dumps({"model": "gpt-4o-mini", "max_tokens": 16, "stream": mode == "stream",
                          "messages": [{"role": "user", "content": "Say hello"}]})
     headers = [(b"host", b"x"), (b"authorization", b"Bearer " + key.encode()),
