@@ -26,7 +26,7 @@ from modelmart.core.types import (
 from modelmart.dialects.sse import json_chunk, sse
 
 from .errors import encode_error, stream_error
-from .fastpath import Template, TextRun, derive, learn, literal_in
+from .fastpath import PAD_END, Template, TextRun, derive, learn, literal_in
 from .usage import decode_usage, encode_usage, finish_reason, stop_reason
 
 DONE = b"data: [DONE]\n\n"
@@ -177,7 +177,19 @@ class StreamDecoder:
         for data in datas:
             if self._ended:  # what feed would say
                 continue
-            if self._template is not None and (literal := literal_in(self._template, data)):
+            # literal_in(self._template, data), written out: most chunks are these
+            tpl, literal = self._template, None
+            if tpl is not None and data.startswith(tpl[0]):
+                head, hlen, tail, tlen, padded = tpl
+                if padded:
+                    at = data.rfind(tail)
+                    if at >= hlen and data[-2:] == PAD_END and data[at + tlen:-2].isalnum():
+                        literal = data[hlen:at]
+                else:
+                    at = len(data) - tlen
+                    if at >= hlen and data.endswith(tail):
+                        literal = data[hlen:at]
+            if literal:
                 try:
                     text = loads(literal)
                 except orjson.JSONDecodeError:
