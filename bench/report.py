@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 import litellm_env
+from modes import EXTRA_CONCURRENCY, MODES
 
 REF = "upstream"
 MM, MM2, LITELLM, FLOOR = "modelmart", "modelmart-w2", "litellm", "passthrough"
@@ -89,6 +90,14 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+def main_modes(results: dict) -> list[str]:
+    return [m for m in results["modes"] if m not in MODES or MODES[m].main]
+
+
+def extra_modes(results: dict) -> list[str]:
+    return [m for m in results["modes"] if m in MODES and not MODES[m].main]
+
+
 def added_ttft(results: dict, target: str) -> float | None:
     ttft = results["targets"].get(target, {}).get("ttft")
     ref = results["targets"].get(REF, {}).get("ttft")
@@ -109,7 +118,7 @@ def _x(value: float | None) -> str:
 
 # ---- tables -----------------------------------------------------------------------------
 def main_table(results: dict) -> list[str]:
-    modes = results["modes"]
+    modes = main_modes(results)
     head = ["target", "conc."]
     for mode in modes:
         head += [f"{mode} req/s", f"{mode} +p50 ms", f"{mode} +p99 ms", f"{mode} CPU µs/req"]
@@ -162,7 +171,7 @@ def ratio_table(results: dict) -> list[str]:
     pairs = [(MM, LITELLM, "modelmart ÷ LiteLLM"), (MM, FLOOR, "modelmart ÷ minimal pass-through"),
              (MM2, MM, "modelmart 2 workers ÷ 1 worker")]
     for a, b, label in pairs:
-        for mode in results["modes"]:
+        for mode in main_modes(results):
             cells = []
             for conc in concs:
                 ca, cb = _cell(results, a, mode, conc), _cell(results, b, mode, conc)
@@ -172,13 +181,78 @@ def ratio_table(results: dict) -> list[str]:
     # CPU per request is the figure least moved by other load on a shared machine.
     for a, b, label in ((LITELLM, MM, "CPU per request: LiteLLM ÷ modelmart"),
                         (MM, FLOOR, "CPU per request: modelmart ÷ minimal pass-through")):
-        for mode in results["modes"]:
+        for mode in main_modes(results):
             cells = []
             for conc in concs:
                 ca, cb = _cell(results, a, mode, conc), _cell(results, b, mode, conc)
                 cells.append(_x(_ratio(ca and ca.get("cpu_us_per_req"), cb and cb.get("cpu_us_per_req"))))
             lines.append(f"| {label} ({mode}) | " + " | ".join(cells) + " | |")
     return lines
+
+
+def extra_table(results: dict) -> list[str]:
+    """Issue 15's real traffic: each mode at its one concurrency, every target that runs it."""
+    conc = EXTRA_CONCURRENCY[0]
+    lines = ["| load | target | req/s | p50 ms | p99 ms | CPU µs/req | errors | others' CPU |",
+             "|---|---|---|---|---|---|---|---|"]
+    for mode in ["stream"] + extra_modes(results):
+        first = True
+        for name, info in results["targets"].items():
+            cell = _cell(results, name, mode, conc)
+            if cell is None:
+                continue
+            others = cell.get("others_cores")
+            lines.append(
+                f"| {MODES[mode].label if first else ''} | {info['label']} | {_f(cell['rps'], 0)} | "
+                f"{_f(cell['p50_ms'])} | {_f(cell['p99_ms'])} | {_f(cell.get('cpu_us_per_req'), 0)} | "
+                f"{cell['errors']} | {'—' if others is None else f'{others:.2f}'} |")
+            first = False
+    return lines
+
+
+def _cpu(results: dict, target: str, mode: str, conc: int) -> float | None:
+    cell = _cell(results, target, mode, conc)
+    return cell.get("cpu_us_per_req") if cell else None
+
+
+def extra_ratios(results: dict) -> list[str]:
+    """What real chunks and other dialects cost modelmart, against its own stream row."""
+    conc = EXTRA_CONCURRENCY[0]
+    rows = []
+    for mode, versus in (("stream", "stream-simple"), ("anthropic", "stream"), ("bedrock", "stream"),
+                         ("long", "stream"), ("big", "json")):
+        a, b = _cell(results, MM, mode, conc), _cell(results, MM, versus, conc)
+        if a is None or b is None:
+            continue
+        rows.append(f"| {MODES[mode].label} ÷ {MODES[versus].label} | "
+                    f"{_x(_ratio(a['rps'], b['rps']))} | "
+                    f"{_x(_ratio(a.get('cpu_us_per_req'), b.get('cpu_us_per_req')))} |")
+    if not rows:
+        return []
+    return [f"| modelmart (1 worker), c={conc} | req/s | CPU µs/req |", "|---|---|---|", *rows]
+
+
+def local_model_lines(results: dict) -> list[str]:
+    info = results.get("local_model")
+    if not info:
+        return []
+    if "error" in info:
+        return [f"The comparison failed: {info['error']}"]
+    lib, gw, ratio = info["library"], info["gateway"], info["ratio"]
+    return [
+        f"{info['rounds']} rounds of {info['max_tokens']} tokens (the same prompt, seed and sampling, "
+        f"so both produce the same tokens), {info['threads']} threads, extra CPU buffers "
+        f"{'on' if info['extra_buffers'] else 'off'}; library and gateway runs alternate, and "
+        "each ratio is a gateway run over the library run beside it.",
+        "",
+        "| | tokens/s median | min | max |",
+        "|---|---|---|---|",
+        f"| llama-cpp-python alone | {lib['median']:.1f} | {lib['min']:.1f} | {lib['max']:.1f} |",
+        f"| through modelmart (OpenAI SDK, streaming) | {gw['median']:.1f} | {gw['min']:.1f} | "
+        f"{gw['max']:.1f} |",
+        f"| gateway ÷ library (paired) | {ratio['median']:.1%} | {ratio['min']:.1%} | "
+        f"{ratio['max']:.1%} |",
+    ]
 
 
 def streams_table(results: dict) -> list[str]:
@@ -204,11 +278,11 @@ def goals(results: dict) -> list[str]:
         return "n/a" if ok is None else ("**met**" if ok else "**not met**")
 
     rows = []
-    for mode in results["modes"]:
+    for mode in main_modes(results):
         r = _ratio(_peak_rps(results, MM, mode), _peak_rps(results, LITELLM, mode))
         rows.append((f"throughput ≥ 50× LiteLLM ({mode}, peak ÷ peak)", "≥ 50×", _x(r),
                      verdict(None if r is None else r >= 50)))
-    for mode in results["modes"]:
+    for mode in main_modes(results):
         r = _ratio(_peak_rps(results, MM, mode), _peak_rps(results, FLOOR, mode))
         rows.append((f"throughput ≥ 75% of the minimal pass-through ({mode})", "≥ 75%",
                      "—" if r is None else f"{r:.1%}", verdict(None if r is None else r >= 0.75)))
@@ -228,7 +302,18 @@ def goals(results: dict) -> list[str]:
     scale = _ratio(_peak_rps(results, MM2, "json"), _peak_rps(results, MM, "json"))
     rows.append((f"N workers scale with cores (2 workers ÷ 1, {cores} cores, JSON)",
                  "≥ 1.5× (75% of linear)", _x(scale), verdict(None if scale is None else scale >= 1.5)))
-    lines = ["| goal (issue #6) | target | measured | |", "|---|---|---|---|"]
+    rows = [(f"{goal} (#6)", *rest) for goal, *rest in rows]
+    conc = EXTRA_CONCURRENCY[0]
+    real, simple = _cell(results, MM, "stream", conc), _cell(results, MM, "stream-simple", conc)
+    r = _ratio(real and real["rps"], simple and simple["rps"])
+    rows.append((f"real-shape stream within 5% of the simplified chunks (modelmart, c={conc}, "
+                 "req/s) (#15)", "≥ 95%", "—" if r is None else f"{r:.1%}",
+                 verdict(None if r is None else r >= 0.95)))
+    local = results.get("local_model") or {}
+    r = (local.get("ratio") or {}).get("median")
+    rows.append(("bundled model through the gateway ÷ llama-cpp-python alone, tokens/s (#15)",
+                 "≥ 95%", "—" if r is None else f"{r:.1%}", verdict(None if r is None else r >= 0.95)))
+    lines = ["| goal (issue) | target | measured | |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return lines
 
@@ -243,7 +328,7 @@ def plot(results: dict, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return _plot_svg(results, names, path.with_suffix(".svg"))
-    modes, concs = results["modes"], results["concurrency"]
+    modes, concs = main_modes(results), results["concurrency"]
     fig, axes = plt.subplots(1, len(modes), figsize=(6.5 * len(modes), 4.6), squeeze=False)
     width = 0.8 / max(1, len(names))
     for ax, mode in zip(axes[0], modes):
@@ -297,7 +382,7 @@ def render(results: dict, image: str | None) -> str:
         "# Benchmarks",
         "",
         "Issue #6 (\"Speed\"): modelmart side by side with its peers, the same load, one machine, "
-        "one run. Regenerate this page with one command (about 12 minutes on 2 cores):",
+        "one run. Regenerate this page with one command (about 20 minutes on 2 cores):",
         "",
         "```sh\npython bench/run.py            # or bench/run.sh; --quick: a 5-minute smoke run\n"
         "python bench/run.py --only modelmart,litellm --concurrency 1,16 --duration 5\n"
@@ -341,6 +426,27 @@ def render(results: dict, image: str | None) -> str:
         "",
         *ratio_table(results),
         "",
+        "### Real traffic (issue 15)",
+        "",
+        "The upstream sends what the providers send (see `bench/upstream.py`). Beside the "
+        "`stream` rows above: the simplified chunks the bench sent before (to show what real "
+        f"chunks cost), a 500-chunk stream, a 200 KB prompt, and two cross-dialect paths, each "
+        f"at concurrency {EXTRA_CONCURRENCY[0]}. The pass-throughs cannot translate between "
+        "dialects, so the cross-dialect rows are modelmart's alone.",
+        "",
+        *extra_table(results),
+        "",
+        *extra_ratios(results),
+        "",
+        "### The bundled model: through the gateway and alone",
+        "",
+        "`bench/local_model.py`: SmolLM2 streamed through modelmart to the OpenAI SDK, against "
+        "llama-cpp-python alone (the same GGUF and settings, `Llama.generate` in a loop that "
+        "stops at end of turn and detokenizes each token); tokens/s is output tokens over the "
+        "time from the request to its last token.",
+        "",
+        *local_model_lines(results),
+        "",
         f"### {results['streams']:,} concurrent open streams",
         "",
         "A slow fake upstream (`bench/slow_upstream.py`) sends one chunk per second; the bench "
@@ -350,7 +456,7 @@ def render(results: dict, image: str | None) -> str:
         "",
         *streams_table(results),
         "",
-        "## Goals from issue #6",
+        "## Goals from issues #6 and #15",
         "",
         *goals(results),
         "",
@@ -378,7 +484,9 @@ def write(results: dict, output: Path) -> None:
 
 def console(results: dict) -> str:
     return "\n".join(["", *main_table(results), "", *ratio_table(results), "",
-                      *streams_table(results), "", *goals(results)])
+                      *extra_table(results), "", *extra_ratios(results), "",
+                      *local_model_lines(results), "", *streams_table(results), "",
+                      *goals(results)])
 
 
 if __name__ == "__main__":

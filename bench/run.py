@@ -1,15 +1,18 @@
 """modelmart's speed benchmark (issue #6): one command, one machine, one run.
 
-Starts a fake upstream (nginx with fixed OpenAI bodies) and the targets on free loopback
-ports: the upstream itself, an nginx pass-through, a minimal Python pass-through, LiteLLM's
-proxy, and modelmart with 1 and 2 workers. Each gets the same wrk load at fixed concurrency
-levels, JSON and streaming, the targets taking turns cell by cell (so load from outside the
-benchmark on a shared machine falls on all of them alike); then a time-to-first-token probe
-and, for the Python gateways, a 1,000-open-streams memory check. Everything started is
-stopped at the end, also on Ctrl-C or failure. The table is printed and written to
-docs/benchmarks.md.
+Starts a fake upstream (nginx with fixed bodies in the providers' real shapes) and the
+targets on free loopback ports: the upstream itself, an nginx pass-through, a minimal Python
+pass-through, LiteLLM's proxy, and modelmart with 1 and 2 workers. Each gets the same wrk
+load at fixed concurrency levels, JSON and streaming, the targets taking turns cell by cell
+(so load from outside the benchmark on a shared machine falls on all of them alike); then
+issue 15's real traffic at concurrency 16 (the simplified chunks the bench used to send, 500
+chunks, a 200 KB prompt, an Anthropic client on an OpenAI upstream, Bedrock ConverseStream
+on an Anthropic upstream: see modes.py); then a time-to-first-token probe, for the Python
+gateways a 1,000-open-streams memory check, and the bundled model through the gateway
+against llama-cpp-python alone (local_model.py). Everything started is stopped at the end,
+also on Ctrl-C or failure. The table is printed and written to docs/benchmarks.md.
 
-    python bench/run.py                  # full run, about 12 minutes
+    python bench/run.py                  # full run, about 20 minutes
     python bench/run.py --quick          # 3 s cells, a smoke test of the whole thing
     python bench/run.py --only modelmart,litellm --concurrency 1,16
 """
@@ -33,9 +36,12 @@ import quiet  # noqa: E402
 import report  # noqa: E402
 import ttft  # noqa: E402
 import wrk  # noqa: E402
+import local_model  # noqa: E402
 from litellm_env import DEFAULT_VENV  # noqa: E402
+from modes import DEFAULT_MODES, EXTRA_CONCURRENCY, MODES  # noqa: E402
 from procs import HOST, NotAvailable, Processes, free_port, wait_listening  # noqa: E402
-from targets import TARGETS, Context, Running, Target, settle, smoke_check  # noqa: E402
+from targets import (TARGETS, Context, Running, Target, mode_request, settle,  # noqa: E402
+                     smoke_check)
 from upstream import nginx_available, start_upstream  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -53,7 +59,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="seconds of warm-up before each cell (default 2; quick 1)")
     p.add_argument("--concurrency", default="1,16,256", help="comma-separated (default 1,16,256)")
     p.add_argument("--only", help="comma-separated targets (the upstream always runs: it is the reference)")
-    p.add_argument("--modes", default="json,stream", help="json, stream or both (default)")
+    p.add_argument("--modes", default=DEFAULT_MODES,
+                   help=f"comma-separated, of {DEFAULT_MODES} (default: all); all but json and "
+                        "stream run at concurrency 16 only")
+    p.add_argument("--local-rounds", type=int, default=5,
+                   help="rounds of the bundled model against llama-cpp-python alone (0: skip)")
+    p.add_argument("--local-tokens", type=int, default=256, help="tokens a round generates")
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: leaves a core to the target)")
     p.add_argument("--ttft-requests", type=int, help="sequential streams for TTFT (default 200; quick 50)")
     p.add_argument("--streams", type=int, default=1000, help="open streams for the memory check (0: skip)")
@@ -73,8 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not args.concurrency or any(c < 1 for c in args.concurrency):
         p.error("--concurrency takes positive integers, e.g. 1,16,256")
-    if set(args.modes) - {"json", "stream"} or not args.modes:
-        p.error("--modes takes json, stream or json,stream")
+    if set(args.modes) - set(MODES) or not args.modes:
+        p.error(f"--modes takes some of {DEFAULT_MODES}")
     wanted = set(args.only.split(",")) if args.only else set(names)
     unknown = wanted - set(names)
     if unknown:
@@ -138,7 +149,7 @@ class Live:
         print(f"  {self.target.name} failed: {exc}" + (f" (log: {self.run.log})" if self.run.log else ""))
 
 
-def start_target(target: Target, ctx: Context, results: dict) -> Live | None:
+def start_target(target: Target, ctx: Context, results: dict, modes: list[str]) -> Live | None:
     entry = results["targets"][target.name] = {"label": target.label, "status": "ok"}
     try:
         run = target.start(ctx)
@@ -152,7 +163,7 @@ def start_target(target: Target, ctx: Context, results: dict) -> Live | None:
         return None
     entry["notes"] = run.notes
     try:
-        idle = smoke_check(run)
+        idle = smoke_check(run, tuple(m for m in modes if m in target_modes(target, run)))
     except Exception as exc:
         entry.update(status="failed", reason=str(exc)[:300])
         print(f"  {target.name}: smoke check failed: {exc}")
@@ -163,23 +174,30 @@ def start_target(target: Target, ctx: Context, results: dict) -> Live | None:
     return Live(target, run, idle, entry)
 
 
+def target_modes(target: Target, run: Running) -> list[str]:
+    """The modes a target runs: those it has a route for (the pass-throughs cannot translate
+    between dialects), and only the main ones for a target marked so."""
+    return [m for m in MODES if m in run.routes and (MODES[m].main or not target.main_only)]
+
+
 def load_all(lives: list[Live], args, results: dict, workdir: Path) -> None:
-    """Every mode at every concurrency, the targets taking turns cell by cell, so that load
-    from outside the benchmark falls on all of them alike."""
+    """Every mode at every concurrency (issue 15's modes at 16 only), the targets taking
+    turns cell by cell, so that load from outside the benchmark falls on all of them alike.
+    A cell's wrk script is written just before it runs (a SigV4 signature is good for 15
+    minutes)."""
     for mode in args.modes:
-        for live in lives:
-            path, model = live.run.routes[mode]
-            live.scripts[mode] = wrk.write_script(workdir / f"{live.target.name}-{mode}.lua", path,
-                                                  wrk.chat_body(model, stream=mode == "stream"),
-                                                  live.run.headers)
-        for conc in args.concurrency:
+        concurrency = args.concurrency if MODES[mode].main else EXTRA_CONCURRENCY
+        for conc in concurrency:
             print(f"\n== {mode}, concurrency {conc}", flush=True)
             for live in lives:
-                if live.entry["status"] != "ok":
+                if live.entry["status"] != "ok" or mode not in target_modes(live.target, live.run):
                     continue
-                url = live.run.base_url + live.run.routes[mode][0]
+                path, body, headers = mode_request(live.run, mode)
+                script = wrk.write_script(workdir / f"{live.target.name}-{mode}.lua", path, body,
+                                          headers)
                 try:
-                    cell = measure_cell(live.run, url, live.scripts[mode], conc, args, live.idle)
+                    cell = measure_cell(live.run, live.run.base_url + path, script, conc, args,
+                                        live.idle)
                 except Exception as exc:
                     live.fail(exc)
                     continue
@@ -188,10 +206,10 @@ def load_all(lives: list[Live], args, results: dict, workdir: Path) -> None:
 
 
 def probe_ttft(live: Live, args) -> None:
-    path, model = live.run.routes["stream"]
+    path, body, headers = mode_request(live.run, "stream")
     try:
-        live.entry["ttft"] = ttft.measure(live.run.base_url + path, wrk.chat_body(model, True),
-                                          live.run.headers, args.ttft_requests)
+        live.entry["ttft"] = ttft.measure(live.run.base_url + path, body, headers,
+                                          args.ttft_requests)
     except Exception as exc:
         live.fail(exc)
         return
@@ -211,9 +229,22 @@ def check_open_streams(live: Live, args) -> None:
     print(f"  {live.target.name:13} {check}", flush=True)
 
 
+def compare_local_model(ctx: Context, args, results: dict) -> None:
+    """The bundled model's tokens/s through the gateway against llama-cpp-python alone
+    (``local_model.py``), after the load, when nothing else of the bench runs."""
+    print(f"\n== the bundled model: gateway vs llama-cpp-python alone, {args.local_rounds} rounds "
+          f"of {args.local_tokens} tokens", flush=True)
+    try:
+        results["local_model"] = local_model.compare(
+            args.local_rounds, args.local_tokens, ctx.workdir, ctx.procs)
+    except Exception as exc:  # the load's figures stand without it
+        results["local_model"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        print(f"  failed: {exc}", flush=True)
+
+
 def bench_all(ctx: Context, args, results: dict) -> None:
     print("\n== starting targets", flush=True)
-    lives = [live for t in args.targets if (live := start_target(t, ctx, results)) is not None]
+    lives = [live for t in args.targets if (live := start_target(t, ctx, results, args.modes)) is not None]
     try:
         load_all(lives, args, results, ctx.workdir)
         if "stream" in args.modes:
@@ -229,6 +260,8 @@ def bench_all(ctx: Context, args, results: dict) -> None:
             for live in lives:
                 if live.target.open_streams_check and live.entry["status"] == "ok":
                     check_open_streams(live, args)
+        if args.local_rounds:
+            compare_local_model(ctx, args, results)
     finally:
         for live in lives:
             live.sampler.__exit__()

@@ -1,5 +1,5 @@
-"""A fake OpenAI upstream that holds streams open: one chat.completion.chunk every
-``--interval`` seconds, ``--chunks`` times, then ``data: [DONE]``. Used by the open-streams
+"""A fake OpenAI upstream that holds streams open: one chat.completion.chunk (in OpenAI's
+real shape) every ``--interval`` seconds, ``--chunks`` times, then ``data: [DONE]``. Used by the open-streams
 memory check, where the gateway must hold many concurrent streams at once.
 
     python bench/slow_upstream.py --port 9001 --chunks 20 --interval 1
@@ -9,28 +9,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 
 from aiohttp import web
 
-
-def _frame(delta: dict, finish: str | None = None) -> bytes:
-    event = {"id": "chatcmpl-slow", "object": "chat.completion.chunk", "created": 1700000000,
-             "model": "gpt-4o-mini",
-             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+from upstream import openai_chunks, sse_body
 
 
 def build_app(chunks: int, interval: float) -> web.Application:
+    # OpenAI's real chunks (see upstream.py): the role chunk at once, then a text chunk
+    # every interval, then the finish and usage chunks and [DONE].
+    frames = [f.encode() for f in sse_body(openai_chunks([f" word{i}" for i in range(chunks)]))
+              .split("\n\n") if f]
+    frames = [f + b"\n\n" for f in frames]
+
     async def chat(request: web.Request) -> web.StreamResponse:
         await request.read()
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        await resp.write(_frame({"role": "assistant", "content": ""}))
-        for i in range(chunks):
+        await resp.write(frames[0])
+        for frame in frames[1:chunks + 1]:
             await asyncio.sleep(interval)
-            await resp.write(_frame({"content": f" word{i}"}))
-        await resp.write(_frame({}, "stop") + b"data: [DONE]\n\n")
+            await resp.write(frame)
+        await resp.write(b"".join(frames[chunks + 1:]))
         await resp.write_eof()
         return resp
 

@@ -1,8 +1,10 @@
 """The systems under load. Each target starts its server on a free loopback port and says
 where to send requests; the orchestrator stops it (its whole process group) afterwards.
 
-Gateways get three models: ``gpt-4o-mini`` (the JSON upstream), ``gpt-4o-mini-stream`` (the
-SSE upstream) and ``bench-slow`` (the slow upstream that holds streams open).
+Gateways get these models: ``gpt-4o-mini`` (the JSON upstream), ``gpt-4o-mini-stream`` (the
+real-shape SSE upstream), ``gpt-4o-mini-simple`` (the simplified chunks),
+``gpt-4o-mini-long`` (500 chunks) and ``bench-slow`` (the slow upstream that holds streams
+open); modelmart also ``claude-bench`` (an Anthropic upstream).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from pathlib import Path
 from typing import Callable
 
 import litellm_env
+import modes
 from procs import HOST, NotAvailable, Processes, free_port, wait_listening
-from upstream import CHAT_PATH, MODEL, STREAM_PREFIX, passthrough_conf, start_nginx
+from upstream import (ANTHROPIC_PATH, ANTHROPIC_PREFIX, CHAT_PATH, LONG_PREFIX, MODEL,
+                      SIMPLE_PREFIX, STREAM_PREFIX, passthrough_conf, start_nginx)
 
 BENCH_DIR = Path(__file__).resolve().parent
 FAKE_KEY = "sk-fake-bench-key"
@@ -43,11 +47,13 @@ class Context:
 class Running:
     port: int
     proc: subprocess.Popen
-    routes: dict[str, tuple[str, str]]  # "json" | "stream" | "slow" -> (path, model)
+    routes: dict[str, tuple[str, str]]  # mode (see modes.py) or "slow" -> (path, model)
     headers: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     owned: bool = True  # False: shared with other targets, not stopped after its runs
     log: Path | None = None
+    key: str | None = None  # its client key, for dialects that carry it elsewhere
+    aws: tuple[str, str] | None = None  # an AWS-style key id and secret (SigV4)
 
     @property
     def base_url(self) -> str:
@@ -60,17 +66,26 @@ class Target:
     label: str  # what the table shows
     start: Callable[[Context], Running]
     open_streams_check: bool = False  # part of the 1,000-open-streams memory check
+    main_only: bool = False  # only the main modes (json, stream), not issue 15's others
 
 
 def _gateway_routes() -> dict[str, tuple[str, str]]:
     return {"json": (CHAT_PATH, MODEL), "stream": (CHAT_PATH, f"{MODEL}-stream"),
-            "slow": (CHAT_PATH, "bench-slow")}
+            "stream-simple": (CHAT_PATH, f"{MODEL}-simple"), "long": (CHAT_PATH, f"{MODEL}-long"),
+            "big": (CHAT_PATH, MODEL), "slow": (CHAT_PATH, "bench-slow")}
+
+
+def _direct_routes() -> dict[str, tuple[str, str]]:
+    return {"json": (CHAT_PATH, MODEL), "stream": (STREAM_PREFIX + CHAT_PATH, MODEL),
+            "stream-simple": (SIMPLE_PREFIX + CHAT_PATH, MODEL),
+            "long": (LONG_PREFIX + CHAT_PATH, MODEL), "big": (CHAT_PATH, MODEL)}
 
 
 def _upstream_urls(ctx: Context) -> dict[str, str]:
     """model id -> upstream base URL (ending in /v1)."""
     up = f"http://{HOST}:{ctx.upstream_port}"
-    urls = {MODEL: f"{up}/v1", f"{MODEL}-stream": f"{up}{STREAM_PREFIX}/v1"}
+    urls = {MODEL: f"{up}/v1", f"{MODEL}-stream": f"{up}{STREAM_PREFIX}/v1",
+            f"{MODEL}-simple": f"{up}{SIMPLE_PREFIX}/v1", f"{MODEL}-long": f"{up}{LONG_PREFIX}/v1"}
     if ctx.slow_port:
         urls["bench-slow"] = f"http://{HOST}:{ctx.slow_port}/v1"
     return urls
@@ -78,8 +93,7 @@ def _upstream_urls(ctx: Context) -> dict[str, str]:
 
 # ---- (1) the upstream itself, (2) nginx pass-through -------------------------------------
 def start_direct(ctx: Context) -> Running:
-    routes = {"json": (CHAT_PATH, MODEL), "stream": (STREAM_PREFIX + CHAT_PATH, MODEL)}
-    return Running(ctx.upstream_port, ctx.upstream_proc, routes, owned=False,
+    return Running(ctx.upstream_port, ctx.upstream_proc, _direct_routes(), owned=False,
                    notes=["nginx 1 worker, fixed bodies: the reference for 'added' figures"])
 
 
@@ -87,8 +101,7 @@ def start_nginx_proxy(ctx: Context) -> Running:
     port = free_port()
     conf = passthrough_conf(ctx.workdir / "nginx-proxy", port, ctx.upstream_port)
     proc = start_nginx(ctx.procs, ctx.workdir, "nginx-proxy", conf, port)
-    routes = {"json": (CHAT_PATH, MODEL), "stream": (STREAM_PREFIX + CHAT_PATH, MODEL)}
-    return Running(port, proc, routes, notes=["proxy_pass, keepalive upstream, 1 worker"])
+    return Running(port, proc, _direct_routes(), notes=["proxy_pass, keepalive upstream, 1 worker"])
 
 
 # ---- (3) the minimal Python pass-through ------------------------------------------------
@@ -144,15 +157,21 @@ def modelmart_has_keys() -> bool:
 
 def _modelmart_catalog(ctx: Context, path: Path) -> None:
     lines = ["bundled_model: false", "models:"]
-    for model_id, base in _upstream_urls(ctx).items():
+    up = f"http://{HOST}:{ctx.upstream_port}"
+    models = [(m, "openai-compatible", base, MODEL) for m, base in _upstream_urls(ctx).items()]
+    models.append((ANTHROPIC_MODEL, "anthropic", up + ANTHROPIC_PREFIX, "claude-3-5-haiku-20241022"))
+    for model_id, provider, base, upstream_model in models:
         lines += [f"  {model_id}:",
-                  "    provider: openai-compatible",
+                  f"    provider: {provider}",
                   f"    base_url: {base}",
-                  f"    model: {MODEL}",
+                  f"    model: {upstream_model}",
                   f"    api_key: {FAKE_KEY}"]
         if modelmart_priced():
             lines += [f"    price: {json.dumps(PRICE)}", f"    cost: {json.dumps(PRICE)}"]
     path.write_text("\n".join(lines) + "\n")
+
+
+ANTHROPIC_MODEL = "claude-bench"
 
 
 def modelmart_priced() -> bool:
@@ -163,7 +182,7 @@ def modelmart_priced() -> bool:
         loader, "_DEPLOYMENT_KEYS", ())
 
 
-def _create_key(env: dict[str, str], log: Path) -> str:
+def _create_key(env: dict[str, str], log: Path) -> dict:
     def run(argv: list[str]) -> str:
         done = subprocess.run(_modelmart_cmd() + argv, capture_output=True, text=True, env=env,
                               timeout=60)
@@ -175,9 +194,12 @@ def _create_key(env: dict[str, str], log: Path) -> str:
         return done.stdout
 
     run(["customers", "create", "bench"])
-    out = run(["keys", "create", "--customer", "bench", *([] if os.environ.get("BENCH_NO_RPM") else ["--rpm", "1000000"]), "--json"])
+    out = run(["keys", "create", "--customer", "bench", "--aws",
+               *([] if os.environ.get("BENCH_NO_RPM") else ["--rpm", "1000000"]), "--json"])
     try:
-        return json.loads(out)["secret"]
+        key = json.loads(out)
+        key["secret"]
+        return key
     except (ValueError, KeyError) as exc:
         raise NotAvailable(f"`modelmart keys create --json` printed no secret: {exc}") from None
 
@@ -191,8 +213,10 @@ def start_modelmart(workers: int) -> Callable[[Context], Running]:
         log = home / "modelmart.log"
         headers, notes = {}, [f"{workers} worker{'s' if workers > 1 else ''}, its own server and "
                               "upstream client (uvloop + httptools)"]
+        key = {}
         if modelmart_has_keys():
-            headers["authorization"] = "Bearer " + _create_key(env, log)
+            key = _create_key(env, log)
+            headers["authorization"] = "Bearer " + key["secret"]
             notes.append("auth, rate limits and metering on (key via the CLI)")
         else:
             notes.append("no auth yet (`modelmart keys` does not exist)")
@@ -201,7 +225,13 @@ def start_modelmart(workers: int) -> Callable[[Context], Running]:
                                                    "--port", str(port), "--workers", str(workers),
                                                    "--log-level", "warning"], log, env=env, cwd=home)
         wait_listening(port, proc, timeout=60, log=log)
-        return Running(port, proc, _gateway_routes(), headers=headers, notes=notes, log=log)
+        routes = _gateway_routes()
+        routes["anthropic"] = (ANTHROPIC_PATH, f"{MODEL}-stream")
+        routes["bedrock"] = (f"/model/{ANTHROPIC_MODEL}/converse-stream", ANTHROPIC_MODEL)
+        aws = ((key["aws_access_key_id"], key["aws_secret_access_key"])
+               if "aws_secret_access_key" in key else None)
+        return Running(port, proc, routes, headers=headers, notes=notes, log=log,
+                       key=key.get("secret"), aws=aws)
 
     return start
 
@@ -212,31 +242,38 @@ TARGETS = [
     Target("passthrough", "minimal Python pass-through", start_passthrough, open_streams_check=True),
     Target("litellm", "LiteLLM proxy", start_litellm, open_streams_check=True),
     Target("modelmart", "modelmart (1 worker)", start_modelmart(1), open_streams_check=True),
-    Target("modelmart-w2", "modelmart (2 workers)", start_modelmart(2)),
+    Target("modelmart-w2", "modelmart (2 workers)", start_modelmart(2), main_only=True),
 ]
 
 
-def _request(run: Running, kind: str) -> bytes:
-    path, model = run.routes[kind]
-    body = {"model": model, "max_tokens": 16, "stream": kind == "stream",
-            "messages": [{"role": "user", "content": "Hi"}]}
-    req = urllib.request.Request(run.base_url + path, data=json.dumps(body).encode(),
-                                 headers={"content-type": "application/json", **run.headers})
+def mode_request(run: Running, mode: str) -> tuple[str, str, dict[str, str]]:
+    """(path, body, headers) of a ``mode`` request to ``run``."""
+    path, model = run.routes[mode]
+    return modes.request(mode, path, model, run.key, run.aws, f"{HOST}:{run.port}", run.headers)
+
+
+def _request(run: Running, mode: str) -> bytes:
+    path, body, headers = mode_request(run, mode)
+    req = urllib.request.Request(run.base_url + path, data=body.encode(),
+                                 headers={"content-type": "application/json", **headers})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.read()
     except OSError as exc:  # HTTPError included
         detail = exc.read()[:300].decode(errors="replace") if hasattr(exc, "read") else ""
-        raise RuntimeError(f"{kind} request failed: {exc} {detail}") from None
+        raise RuntimeError(f"{mode} request failed: {exc} {detail}") from None
 
 
-def smoke_check(run: Running) -> float:
-    """One JSON and one streaming request must succeed before any load is sent. Returns the
-    best of a few idle JSON round trips (seconds), the baseline for ``settle``."""
-    for kind, expect in (("json", b'"Hello'), ("stream", b"[DONE]")):
-        data = _request(run, kind)
-        if expect not in data:
-            raise RuntimeError(f"{kind} smoke request: unexpected reply {data[:300]!r}")
+def smoke_check(run: Running, wanted: tuple[str, ...] = ("json", "stream")) -> float:
+    """A request of each mode wanted that ``run`` serves must succeed before any load is
+    sent. Returns the best of a few idle JSON round trips (seconds), the baseline for
+    ``settle``."""
+    for mode in wanted:
+        if mode not in run.routes:
+            continue
+        data = _request(run, mode)
+        if modes.MODES[mode].expect not in data:
+            raise RuntimeError(f"{mode} smoke request: unexpected reply {data[:300]!r}")
     return min(_timed(run) for _ in range(5))
 
 

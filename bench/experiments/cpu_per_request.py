@@ -4,6 +4,9 @@ comparing one change; pair runs with ``ab.sh``, since the machine's noise is ±1
 
     python bench/experiments/cpu_per_request.py json 16 [ENV=VALUE ...]
 
+The mode is any of bench/modes.py's (json, stream, stream-simple, long, big, anthropic,
+bedrock).
+
 ``BENCH_TARGET=passthrough`` measures the minimal aiohttp pass-through instead, for the ratio
 the issue's target is about (same machine, same minute). ``BENCH_WORKERS=2`` starts that many
 modelmart workers (then only req/s is meaningful: the CPU is the supervisor's).
@@ -23,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psutil  # noqa: E402
 import wrk  # noqa: E402
 from procs import Processes  # noqa: E402
-from targets import Context, smoke_check, start_modelmart, start_passthrough  # noqa: E402
+from targets import (Context, mode_request, smoke_check, start_modelmart,  # noqa: E402
+                     start_passthrough)
 from upstream import start_upstream  # noqa: E402
 
 
@@ -41,9 +45,8 @@ def main() -> None:
         else:
             run = start_modelmart(int(os.environ.get("BENCH_WORKERS", "1")))(ctx)
             smoke_check(run)
-        path, model = run.routes[mode]
-        script = wrk.write_script(workdir / "load.lua", path,
-                                  wrk.chat_body(model, mode == "stream"), run.headers)
+        path, body, headers = mode_request(run, mode)
+        script = wrk.write_script(workdir / "load.lua", path, body, headers)
         url = run.base_url + path
         wrk.run(url, script, concurrency, 2, 1)  # warm-up
         worker = psutil.Process(run.proc.pid)

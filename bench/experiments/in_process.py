@@ -2,7 +2,7 @@
 over ASGI, its provider answering at once (JSON: a canned response; stream: the bench's
 12-event SSE body through the real decoder). Deterministic, so good for ranking functions:
 
-    python bench/experiments/in_process.py json|stream [--profile]
+    python bench/experiments/in_process.py json|stream [--profile]   # SHAPE=simple|long
 """
 
 from __future__ import annotations
@@ -29,10 +29,12 @@ from modelmart.dialects import openai_chat  # noqa: E402
 from modelmart.providers.streaming import sse_batches  # noqa: E402
 from targets import PRICE  # noqa: E402
 from tests.harness import provision_key  # noqa: E402
-from upstream import sse_body  # noqa: E402
+from upstream import WORDS, long_words, openai_chunks, simple_chunks, sse_body  # noqa: E402
 
-
-SSE = sse_body().encode()
+# The upstream's stream: OpenAI's real chunks (default), SHAPE=simple (the simplified
+# chunks the bench used to send) or SHAPE=long (500 real chunks).
+SSE = sse_body({"real": openai_chunks(WORDS), "simple": simple_chunks(WORDS),
+                "long": openai_chunks(long_words())}[os.environ.get("SHAPE", "real")]).encode()
 
 
 class _Body:
@@ -65,7 +67,7 @@ async def main(mode: str, profile: bool, folder: str, db: str, key: str,
                         usage=Usage(input_tokens=19, output_tokens=9))
 
     provider.complete = complete
-    provider.stream_batches = lambda req: sse_batches(_open_body, openai_chat.StreamDecoder())
+    provider.stream_batches = lambda req: sse_batches(_open_body, openai_chat.StreamDecoder(True))
     body = orjson.dumps({"model": "gpt-4o-mini", "max_tokens": 16, "stream": mode == "stream",
                          "messages": [{"role": "user", "content": "Say hello"}]})
     headers = [(b"host", b"x"), (b"authorization", b"Bearer " + key.encode()),
@@ -87,7 +89,7 @@ async def main(mode: str, profile: bool, folder: str, db: str, key: str,
         await app(scope, receive, send)
         sent.clear()
 
-    for _ in range(2000):
+    for _ in range(int(os.environ.get("WARMUP", 2000))):
         await one()
     profiler = cProfile.Profile() if profile else None
     if profiler:

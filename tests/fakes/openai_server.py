@@ -17,10 +17,10 @@ import base64
 import hashlib
 import json
 import math
-import os
 import random
 import re
 import secrets
+import string
 import struct
 import time
 from typing import Any
@@ -150,7 +150,9 @@ class FakeOpenAI(FakeServer):
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
                                            "Cache-Control": "no-cache"})
         await resp.prepare(request)
-        frames = [json.dumps(c) for c in completion.chunks(include_usage)] + ["[DONE]"]
+        # Compact JSON, UTF-8 unescaped, as api.openai.com writes its chunks.
+        frames = [json.dumps(c, separators=(",", ":"), ensure_ascii=False)
+                  for c in completion.chunks(include_usage)] + ["[DONE]"]
         if reply.truncate_after is not None:
             frames = frames[: reply.truncate_after]
         try:
@@ -277,13 +279,13 @@ class _Completion:
         return {"content": content, "refusal": None}
 
     def chunks(self, include_usage: bool) -> list[dict]:
-        deltas = list(self._deltas())
-        out = [self._chunk(d) for d in deltas]
-        out.append(self._chunk({}, self.finish_reason))
+        """As OpenAI streams them: with ``include_usage`` every chunk carries ``usage``
+        (null but in the last, which has no choices); every chunk ends with the random
+        ``obfuscation`` padding (on unless ``stream_options.include_obfuscation`` is false)."""
+        out = [self._chunk(d, include_usage=include_usage) for d in self._deltas()]
+        out.append(self._chunk({}, self.finish_reason, include_usage=include_usage))
         if include_usage:
-            for c in out:
-                c["usage"] = None
-            out.append({**self._chunk({}), "choices": [], "usage": self.usage()})
+            out.append(self._chunk(None, include_usage=True, usage=self.usage()))
         return out
 
     def _deltas(self):
@@ -303,14 +305,23 @@ class _Completion:
             for i in range(0, len(args), size):
                 yield {"tool_calls": [{"index": n, "function": {"arguments": args[i:i + size]}}]}
 
-    def _chunk(self, delta: dict, finish: str | None = None) -> dict:
-        return {
+    def _chunk(self, delta: dict | None, finish: str | None = None, *, include_usage: bool,
+               usage: dict | None = None) -> dict:
+        """One chunk, its members in OpenAI's order; ``delta`` None: the usage chunk."""
+        chunk: dict[str, Any] = {
             "id": self.id, "object": "chat.completion.chunk", "created": self.created,
             "model": self.model, "service_tier": "default", "system_fingerprint": "fp_fake0001",
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-            # OpenAI pads chunks with random characters against length side channels.
-            "obfuscation": os.urandom(3).hex(),
+            "choices": [] if delta is None else [
+                {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
         }
+        if include_usage:
+            chunk["usage"] = usage
+        # OpenAI pads chunks with random characters against length side channels.
+        chunk["obfuscation"] = "".join(random.choices(_ALNUM, k=random.randint(1, 16)))
+        return chunk
+
+
+_ALNUM = string.ascii_letters + string.digits
 
 
 def _call_header(n: int, call: dict) -> dict:

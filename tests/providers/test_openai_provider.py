@@ -122,6 +122,27 @@ async def test_stream_text_with_usage(fake, http):
     assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
 
 
+@pytest.mark.parametrize("source", ["openai", "anthropic"])
+async def test_stream_of_real_chunks_takes_the_fast_path_for_an_openai_client(fake, http, source):
+    # The fake writes OpenAI's chunks (service_tier, refusal, usage null, random padding):
+    # their texts reach an OpenAI client as the upstream's literals (TextRun), any other
+    # client as plain TextDeltas.
+    from modelmart.dialects.openai_chat.fastpath import TextRun
+
+    text = 'The "quick" brown fox\\ jumps — over'
+    fake.queue(Reply(text=text, chunk_size=3))
+    batches = [b async for b in make(fake, http).stream_batches(ask(source=source))]
+    events = [e for b in batches for e in b]
+    runs = [e for e in events if type(e) is TextRun]
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text
+    if source == "openai":
+        assert sum(len(r.literals) for r in runs) == len(range(0, len(text), 3))
+        assert [orjson.loads(lit) for r in runs for lit in r.literals] == [
+            text[i:i + 3] for i in range(0, len(text), 3)]
+    else:
+        assert runs == []
+
+
 @pytest.mark.parametrize("text", [None, "Let me check."])
 async def test_stream_parallel_tool_calls_reassemble(fake, http, text):
     args = {"city": "Reykjavík", "days": [1, 2, 3], "note": "quote \" and {brace}"}

@@ -44,7 +44,7 @@ from .surface import BedrockSurface, GeminiSurface, Surface, handle_chat
 
 log = logging.getLogger("modelmart")
 
-OPENAI_CHAT = Surface("openai", openai_chat, "chatcmpl-", text_runs=True)
+OPENAI_CHAT = Surface("openai", openai_chat, "chatcmpl-")
 ANTHROPIC_MESSAGES = Surface("anthropic", anthropic_messages, "msg_")
 # Its extras are Responses-API fields that no chat upstream knows: its own source name
 # keeps them from being passed on.

@@ -15,7 +15,7 @@ from typing import AsyncIterator
 
 from modelmart.core.errors import GatewayError, InternalError
 from modelmart.core.types import (
-    MessageEnd, MessageStart, StreamEvent, TextDelta, TextRun, ThinkingDelta, ToolArgsDelta, Usage,
+    MessageEnd, MessageStart, StreamEvent, TextDelta, ThinkingDelta, ToolArgsDelta, Usage,
 )
 from modelmart.routing import Routed
 
@@ -36,10 +36,8 @@ class StreamMeter:
 
     def observe(self, event: StreamEvent) -> None:
         cls = type(event)
-        if cls is TextDelta or cls is ThinkingDelta:
+        if cls is TextDelta or cls is ThinkingDelta or isinstance(event, TextDelta):
             self.chars += len(event.text)
-        elif cls is TextRun:
-            self.chars += event.chars
         elif cls is ToolArgsDelta:
             self.chars += len(event.partial_json)
         elif cls is MessageEnd:
@@ -123,10 +121,11 @@ def _encode(batch: list[StreamEvent], encoder, meter: StreamMeter, call: Call, m
     frames = []
     for event in batch:
         cls = type(event)
-        if cls is TextDelta or cls is TextRun:  # most events: counted here, not in observe
+        # Most events: counted here, not in observe (a dialect may hand its own TextDelta).
+        if cls is TextDelta or isinstance(event, TextDelta):
             if meter.ttft_ms is None:
                 meter.ttft_ms = round((time.perf_counter() - call.t0) * 1000, 3)
-            meter.chars += len(event.text) if cls is TextDelta else event.chars
+            meter.chars += len(event.text)
         else:
             if cls is MessageStart:
                 event.id = msg_id

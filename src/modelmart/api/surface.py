@@ -36,14 +36,12 @@ class Surface:
     stream_type = b"text/event-stream; charset=utf-8"
 
     def __init__(self, name: str, dialect: ModuleType, id_prefix: str, *,
-                 echoes_request: bool = False, text_runs: bool = False) -> None:
+                 echoes_request: bool = False) -> None:
         self.name = name  # the dialect's name, also ``Request.source``
         self.dialect = dialect
         self.id_prefix = id_prefix
         # The dialect's encoders echo request fields (OpenAI Responses echoes tools etc.).
         self.echoes_request = echoes_request
-        # Its stream encoder takes ``TextRun`` events (``Request.text_runs``).
-        self.text_runs = text_runs
 
     def decode(self, data, params: dict) -> Request:
         return self.dialect.decode_request(data)
@@ -164,7 +162,6 @@ async def _admit(app: "App", surface: Surface, call: Call, scope: Scope, receive
     call.verify_body(scope, body)
     req = surface.decode(parse_json(body), params or {})
     req.source = surface.name
-    req.text_runs = surface.text_runs
     include_usage = bool(req.extra.pop("include_usage", False))
     await call.admit(req)
     return req, include_usage

@@ -140,8 +140,6 @@ class Request:
     extra: dict[str, Any] = field(default_factory=dict)
     # The dialect the client spoke ("openai", "anthropic", ...); set by the API surface.
     source: str = ""
-    # The stream's consumer takes ``TextRun`` events (set by the OpenAI chat surface).
-    text_runs: bool = False
 
     def needs_images(self) -> bool:
         for m in self.messages:
@@ -225,19 +223,6 @@ class TextDelta:
 
 
 @dataclass(slots=True)
-class TextRun:
-    """Text deltas of block ``index`` that arrived together, kept as the JSON string
-    literals the upstream wrote (each checked to be one; ``chars``: their decoded length in
-    all). Only a decoder asked for them (``Request.text_runs``) makes these, for an encoder
-    that writes each literal into a chunk of its own as it is, instead of decoding and
-    re-encoding every delta: the OpenAI chat stream to an OpenAI chat client."""
-
-    index: int
-    literals: list[bytes]
-    chars: int
-
-
-@dataclass(slots=True)
 class ToolArgsDelta:
     """A fragment of the tool call's arguments as JSON text; fragments concatenate."""
 
@@ -265,6 +250,5 @@ class MessageEnd:
 
 
 StreamEvent = Union[
-    MessageStart, BlockStart, TextDelta, TextRun, ToolArgsDelta, ThinkingDelta, BlockStop,
-    MessageEnd,
+    MessageStart, BlockStart, TextDelta, ToolArgsDelta, ThinkingDelta, BlockStop, MessageEnd,
 ]

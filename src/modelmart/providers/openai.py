@@ -48,9 +48,11 @@ class OpenAIProvider(Provider):
         return decode_json(raw, self.config, wire.decode_response)
 
     def stream_batches(self, request: Request) -> AsyncIterator[list[StreamEvent]]:
+        # A client of this same dialect gets the upstream's text literals as they are
+        # (``TextRun``), which its encoder writes without encoding the text again.
         return sse_upstream(self.http, self.url, self.wire_headers,
                             lambda: self.body(request, stream=True), self.config,
-                            wire.decode_error, wire.StreamDecoder(request.text_runs))
+                            wire.decode_error, wire.StreamDecoder(request.source == self.kind))
 
     # ---- embeddings -------------------------------------------------------------------
 

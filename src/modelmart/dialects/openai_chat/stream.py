@@ -17,7 +17,6 @@ from modelmart.core.types import (
     StreamEvent,
     TextBlock,
     TextDelta,
-    TextRun,
     ThinkingBlock,
     ThinkingDelta,
     ToolArgsDelta,
@@ -27,6 +26,7 @@ from modelmart.core.types import (
 from modelmart.dialects.sse import json_chunk, sse
 
 from .errors import encode_error, stream_error
+from .fastpath import PAD_END, Template, TextRun, derive, learn, literal_in
 from .usage import decode_usage, encode_usage, finish_reason, stop_reason
 
 DONE = b"data: [DONE]\n\n"
@@ -144,14 +144,13 @@ class StreamDecoder:
     _finish: str | None = None
     _saw_tool = False
     _usage: Usage | None = None  # the upstream's final usage, once reported
-    _template: tuple[bytes, bytes] | None = None  # see feed_datas
-    _finish_template: tuple[bytes, bytes] | None = None  # see _derive
-    _learning = 3  # chunks left to try learning it from (some upstreams vary every chunk,
-    # e.g. OpenAI's "obfuscation" padding: then there is no template)
+    _template: Template | None = None  # text chunks' (see feed_datas)
+    _finishing: Template | None = None  # the finishing chunk's
+    _learning = 3  # text chunks left to learn a template from
     _runs = False  # template hits become TextRun events
 
-    def __init__(self, text_runs: bool = False) -> None:
-        if text_runs:
+    def __init__(self, runs: bool = False) -> None:
+        if runs:
             self._runs = True
 
     def feed(self, event_name: str | None, data: bytes) -> list[StreamEvent]:
@@ -168,53 +167,55 @@ class StreamDecoder:
     def feed_datas(self, datas: list[bytes], batch: list[StreamEvent]) -> None:
         """``feed`` for the data payloads of one upstream read, appending to ``batch``.
 
-        The bulk of a stream is chunks whose only change from one to the next is the text
-        of ``delta.content``. Once such a chunk is seen, its bytes before and after that
-        string are kept as a template; a later chunk with the same bytes around one JSON
-        string literal means exactly that chunk with other text, so only the literal is
-        parsed. Anything else takes ``feed``'s path.
-
-        The template is usually known before the first text chunk: it is the first chunk
-        (``"delta":{"role":"assistant","content":""}``) with ``"role":"assistant",`` taken out
-        of its delta (see ``_derive``). Otherwise it is learned from a text chunk."""
+        A chunk that fits the stream's text template (``fastpath``) has only its text's
+        literal parsed, and the finishing chunk likewise its reason. The templates are
+        usually derived from the first chunk, so the first text chunk already takes them;
+        otherwise the text template is learned from a text chunk. Anything else takes
+        ``feed``'s path. With ``runs``, the texts of consecutive template hits travel as
+        one ``TextRun``."""
         loads = orjson.loads
         for data in datas:
             if self._ended:  # what feed would say
                 continue
-            tpl = self._template
-            if tpl is not None:
-                head, tail = tpl
-                if data.startswith(head) and data.endswith(tail):
-                    literal = data[len(head):len(data) - len(tail)]
-                    try:
-                        text = loads(literal)
-                    except orjson.JSONDecodeError:
-                        text = None
-                    if type(text) is str:
-                        if text:
-                            if self._open is not _TEXT:
-                                batch += self._switch(_TEXT, _text_block)
-                            if not self._runs:
-                                batch.append(TextDelta(self._index, text))
-                            elif batch and type(run := batch[-1]) is TextRun:
-                                run.literals.append(literal)
-                                run.chars += len(text)
-                            else:
-                                batch.append(TextRun(self._index, [literal], len(text)))
-                        continue
-            tpl = self._finish_template
-            if tpl is not None:
-                head, tail = tpl
-                if data.startswith(head) and data.endswith(tail):
-                    try:
-                        reason = loads(data[len(head):len(data) - len(tail)])
-                    except orjson.JSONDecodeError:
-                        reason = None
-                    if type(reason) is str:
-                        if reason:
-                            self._finish = reason
-                        continue
-            if not self._learning or data[:1] != b"{":
+            # literal_in(self._template, data), written out: most chunks are these
+            tpl, literal = self._template, None
+            if tpl is not None and data.startswith(tpl[0]):
+                head, hlen, tail, tlen, padded = tpl
+                if padded:
+                    at = data.rfind(tail)
+                    if at >= hlen and data[-2:] == PAD_END and data[at + tlen:-2].isalnum():
+                        literal = data[hlen:at]
+                else:
+                    at = len(data) - tlen
+                    if at >= hlen and data.endswith(tail):
+                        literal = data[hlen:at]
+            if literal:
+                try:
+                    text = loads(literal)
+                except orjson.JSONDecodeError:
+                    text = None
+                if type(text) is str:
+                    if text:
+                        if self._open is not _TEXT:
+                            batch += self._switch(_TEXT, _text_block)
+                        if not self._runs:
+                            batch.append(TextDelta(self._index, text))
+                        elif batch and type(run := batch[-1]) is TextRun:
+                            run.literals.append(literal)
+                            run.text += text
+                        else:
+                            batch.append(TextRun(self._index, text, [literal]))
+                    continue
+            if self._finishing is not None and (literal := literal_in(self._finishing, data)):
+                try:
+                    reason = loads(literal)
+                except orjson.JSONDecodeError:
+                    reason = None
+                if type(reason) is str:
+                    if reason:
+                        self._finish = reason
+                    continue
+            if data[:1] != b"{" or (self._started and not self._learning):
                 batch += self.feed(None, data)
                 continue
             try:
@@ -225,52 +226,13 @@ class StreamDecoder:
             first = not self._started
             events = self._chunk(chunk, data)
             batch += events
-            if events and type(events[-1]) is TextDelta:
-                self._learn(data, chunk, events[-1].text)
-            elif first and tpl is None:
-                self._derive(data, chunk)
-
-    def _derive(self, data: bytes, chunk: dict) -> None:
-        """The text template from the first chunk, when it is only the role: the same bytes
-        with ``"role":"assistant",`` taken out of the delta are the chunk that brings text
-        ``X`` once ``""`` is replaced by ``X``'s literal. Exact only when nothing in ``data``
-        is escaped (so its one ``"delta"`` is the delta parsed as ``choices[0]``'s)."""
-        choices = chunk.get("choices")
-        if (type(choices) is not list or len(choices) != 1 or type(choices[0]) is not dict
-                or choices[0].get("delta") != _ROLE_DELTA
-                or choices[0].get("finish_reason") is not None
-                or chunk.get("usage") is not None or "error" in chunk
-                or b"\\" in data or data.count(b'"delta"') != 1):
-            return
-        at = data.find(_ROLE_DELTA_BYTES)
-        if at < 0:
-            return
-        rest = data[at + len(_ROLE_DELTA_BYTES) - 1:]  # from the delta's }
-        self._template = (data[:at] + _CONTENT_KEY, rest)
-        # Likewise the finishing chunk: an empty delta and finish_reason X (not null).
-        if "finish_reason" in choices[0] and data.count(b'"finish_reason"') == 1:
-            end = rest.find(_NO_FINISH)
-            if end >= 0:
-                self._finish_template = (data[:at] + b'"delta":{' + rest[:end] + _NO_FINISH[:-4],
-                                         rest[end + len(_NO_FINISH):])
-
-    def _learn(self, data: bytes, chunk: dict, text: str) -> None:
-        """Keep ``data`` as the template if it is a plain text chunk (one choice whose delta
-        is only ``content``, no finish, usage or error) and its text sits in one place."""
-        self._learning -= 1
-        if data.count(_CONTENT_KEY) != 1:
-            return
-        choices = chunk.get("choices")
-        if (len(choices) != 1 or choices[0].get("delta") != {"content": text}
-                or choices[0].get("finish_reason") is not None
-                or chunk.get("usage") is not None or "error" in chunk):
-            return
-        start = data.index(_CONTENT_KEY) + len(_CONTENT_KEY)
-        end = _string_end(data, start)
-        if end < 0 or orjson.loads(data[start:end]) != text:
-            return
-        self._template = (data[:start], data[end:])
-        self._learning = 0
+            if first:
+                self._template, self._finishing = derive(data, chunk)
+            elif events and type(events[-1]) is TextDelta:
+                self._learning -= 1
+                self._template = learn(data) or self._template
+                if self._template is not None:
+                    self._learning = 0
 
     def _chunk(self, chunk: Any, data: bytes) -> list[StreamEvent]:
         if type(chunk) is not dict:
@@ -370,26 +332,6 @@ class StreamDecoder:
 
 
 _TEXT, _THINKING = ("text",), ("thinking",)
-# The only place this can be in a chunk: inside a JSON string its quotes would be escaped.
-_CONTENT_KEY = b'"delta":{"content":'
-_ROLE_DELTA = {"role": "assistant", "content": ""}
-_ROLE_DELTA_BYTES = b'"delta":{"role":"assistant","content":""}'
-_NO_FINISH = b'"finish_reason":null'
-
-
-def _string_end(data: bytes, start: int) -> int:
-    """The index just past the JSON string literal opening at ``start``, or -1."""
-    if data[start:start + 1] != b'"':
-        return -1
-    i = start + 1
-    while (i := data.find(b'"', i)) >= 0:
-        backslashes = 0
-        while data[i - 1 - backslashes] == 0x5C:
-            backslashes += 1
-        if backslashes % 2 == 0:
-            return i + 1
-        i += 1
-    return -1
 
 
 def _text_block() -> TextBlock:
