@@ -190,6 +190,36 @@ def ratio_table(results: dict) -> list[str]:
     return lines
 
 
+BASE = "modelmart-base"
+
+
+def paired_table(results: dict) -> list[str]:
+    """modelmart against itself at ``--base``, cell by cell of the same run."""
+    base = results["targets"].get(BASE, {})
+    if base.get("status") != "ok":
+        return []
+    rev = next((n.split()[1] for n in base.get("notes") or [] if n.startswith("commit ")), "?")
+    lines = [f"Against commit {rev} (`--base`), measured in the same run, cell after cell: "
+             "change = (this checkout − base) / base; for req/s higher is better, for CPU "
+             "and latency lower is better.", "",
+             "| mode | conc. | req/s | base req/s | change | CPU µs/req | base CPU µs/req | "
+             "change | p50 ms | base p50 ms | p99 ms | base p99 ms |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for mode in results["modes"]:
+        for conc in sorted({c["concurrency"] for c in results["cells"]}):
+            now, then = _cell(results, MM, mode, conc), _cell(results, BASE, mode, conc)
+            if not now or not then or not now["requests"] or not then["requests"]:
+                continue
+            rps = (now["rps"] - then["rps"]) / then["rps"] * 100 if then["rps"] else None
+            a, b = now["cpu_us_per_req"], then["cpu_us_per_req"]
+            cpu = (a - b) / b * 100 if a and b else None
+            lines.append(f"| {mode} | {conc} | {now['rps']:,.0f} | {then['rps']:,.0f} | "
+                         f"{_f(rps, 1, ' %')} | {_f(a, 0)} | {_f(b, 0)} | {_f(cpu, 1, ' %')} | "
+                         f"{_f(now['p50_ms'])} | {_f(then['p50_ms'])} | {_f(now['p99_ms'])} | "
+                         f"{_f(then['p99_ms'])} |")
+    return lines
+
+
 def extra_table(results: dict) -> list[str]:
     """Issue 15's real traffic: each mode at its one concurrency, every target that runs it."""
     conc = EXTRA_CONCURRENCY[0]
@@ -426,6 +456,8 @@ def render(results: dict, image: str | None) -> str:
         "",
         *ratio_table(results),
         "",
+        *(["### Against an earlier commit", "", *paired_table(results), ""]
+          if paired_table(results) else []),
         "### Real traffic (issue 15)",
         "",
         "The upstream sends what the providers send (see `bench/upstream.py`). Beside the "
@@ -484,6 +516,7 @@ def write(results: dict, output: Path) -> None:
 
 def console(results: dict) -> str:
     return "\n".join(["", *main_table(results), "", *ratio_table(results), "",
+                      *paired_table(results), "",
                       *extra_table(results), "", *extra_ratios(results), "",
                       *local_model_lines(results), "", *streams_table(results), "",
                       *goals(results)])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -74,7 +75,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds a cell may wait for other processes to leave the CPU (default 10; quick 2)")
     p.add_argument("--litellm-venv", type=Path, default=DEFAULT_VENV)
     p.add_argument("--keep-logs", action="store_true", help="keep the temp dir with every server's log")
+    p.add_argument("--base", metavar="REF",
+                   help="also run modelmart at this commit (target modelmart-base), cell by "
+                        "cell beside this checkout's, and report the change")
     args = p.parse_args(argv)
+    if args.base:
+        os.environ["BENCH_BASE_REF"] = args.base
     args.duration = args.duration or (3 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     args.ttft_requests = args.ttft_requests or (50 if args.quick else 200)
@@ -86,7 +92,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--concurrency takes positive integers, e.g. 1,16,256")
     if set(args.modes) - set(MODES) or not args.modes:
         p.error(f"--modes takes some of {DEFAULT_MODES}")
-    wanted = set(args.only.split(",")) if args.only else set(names)
+    wanted = set(args.only.split(",")) if args.only else set(names) - {"modelmart-base"}
+    if args.base:
+        wanted.add("modelmart-base")
+    elif "modelmart-base" in wanted:
+        p.error("the modelmart-base target needs --base REF")
     unknown = wanted - set(names)
     if unknown:
         p.error(f"unknown target(s) {', '.join(sorted(unknown))}; known: {', '.join(names)}")

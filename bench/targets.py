@@ -204,7 +204,27 @@ def _create_key(env: dict[str, str], log: Path) -> dict:
         raise NotAvailable(f"`modelmart keys create --json` printed no secret: {exc}") from None
 
 
-def start_modelmart(workers: int) -> Callable[[Context], Running]:
+def _base_source(workdir: Path) -> tuple[Path, str]:
+    """The ``src`` folder of the commit in ``BENCH_BASE_REF`` (``run.py --base REF``),
+    exported with ``git archive`` into the run's folder; and the commit's short id."""
+    ref = os.environ.get("BENCH_BASE_REF")
+    if not ref:
+        raise NotAvailable("no base commit to compare with (run.py --base REF)")
+    repo = BENCH_DIR.parent
+    rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", ref],
+                         capture_output=True, text=True)
+    if rev.returncode != 0:
+        raise NotAvailable(f"unknown commit {ref!r}: {rev.stderr.strip()}")
+    tree = Path(tempfile.mkdtemp(prefix="modelmart-base-", dir=workdir))
+    archive = subprocess.run(["git", "-C", str(repo), "archive", ref, "src"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree / "src", rev.stdout.strip()
+
+
+def start_modelmart(workers: int, base: bool = False) -> Callable[[Context], Running]:
+    """``modelmart serve``: this checkout's, or (``base``) the commit ``--base`` names, run
+    from its own source with the same settings, so a run pairs the two."""
     def start(ctx: Context) -> Running:
         home = Path(tempfile.mkdtemp(prefix=f"modelmart-w{workers}-", dir=ctx.workdir))
         catalog = home / "modelmart.yaml"
@@ -213,6 +233,11 @@ def start_modelmart(workers: int) -> Callable[[Context], Running]:
         log = home / "modelmart.log"
         headers, notes = {}, [f"{workers} worker{'s' if workers > 1 else ''}, its own server and "
                               "upstream client (uvloop + httptools)"]
+        if base:
+            src, rev = _base_source(ctx.workdir)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src),
+                                                              env.get("PYTHONPATH")]))
+            notes.insert(0, f"commit {rev}")
         key = {}
         if modelmart_has_keys():
             key = _create_key(env, log)
@@ -243,6 +268,9 @@ TARGETS = [
     Target("litellm", "LiteLLM proxy", start_litellm, open_streams_check=True),
     Target("modelmart", "modelmart (1 worker)", start_modelmart(1), open_streams_check=True),
     Target("modelmart-w2", "modelmart (2 workers)", start_modelmart(2), main_only=True),
+    # Only with --base REF: the same gateway at an earlier commit, in the same run.
+    Target("modelmart-base", "modelmart at --base (1 worker)", start_modelmart(1, base=True),
+           open_streams_check=True),
 ]
 
 
