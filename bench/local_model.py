@@ -106,15 +106,17 @@ class Library:
 
 
 # ---- the gateway ------------------------------------------------------------------------
-def start_gateway(procs: Processes, workdir: Path, threads: int, extra: bool) -> tuple[str, str]:
-    """``modelmart serve`` with the bundled model only; returns (base URL, key)."""
+def start_gateway(procs: Processes, workdir: Path, threads: int, extra: bool,
+                  options: dict | None = None, env: dict | None = None) -> tuple[str, str]:
+    """``modelmart serve`` with the bundled model only (its deployment's ``options`` added,
+    the environment ``env`` added); returns (base URL, key)."""
     home = Path(tempfile.mkdtemp(prefix="modelmart-local-", dir=workdir))
-    options = {"n_threads": threads, "cpu_extra_buffers": extra}
+    options = {"n_threads": threads, "cpu_extra_buffers": extra, **(options or {})}
     catalog = home / "modelmart.yaml"
     catalog.write_text(json.dumps({"bundled_model": False, "models": {MODEL: {
         "owned_by": "modelmart", "max_output_tokens": 256,
         "deployments": [{"provider": "local", "name": f"{MODEL}/local", "options": options}]}}}))
-    env = dict(os.environ, MODELMART_DATABASE_URL=f"sqlite:///{home / 'modelmart.db'}")
+    env = dict(os.environ, **(env or {}), MODELMART_DATABASE_URL=f"sqlite:///{home / 'modelmart.db'}")
     log = home / "modelmart.log"
     cli = [sys.executable, "-m", "modelmart.cli.main"]
 
@@ -148,7 +150,8 @@ def gateway_run(client, max_tokens: int) -> dict:
 
 # ---- the comparison ---------------------------------------------------------------------
 def compare(rounds: int, max_tokens: int, workdir: Path, procs: Processes,
-            threads: int | None = None, extra: bool | None = None, log=print) -> dict:
+            threads: int | None = None, extra: bool | None = None, log=print,
+            options: dict | None = None) -> dict:
     """``rounds`` of each side, alternating; the gateway's own defaults unless given."""
     import openai
 
@@ -156,7 +159,7 @@ def compare(rounds: int, max_tokens: int, workdir: Path, procs: Processes,
     if extra is None:
         extra = False
 
-    base_url, key = start_gateway(procs, workdir, threads, extra)
+    base_url, key = start_gateway(procs, workdir, threads, extra, options)
     library = Library(threads, extra)
     client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=300)
     try:
@@ -188,6 +191,8 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--extra-buffers", action="store_true")
+    p.add_argument("--options", type=json.loads, default=None,
+                   help="more options of the gateway's local deployment, as JSON")
     args = p.parse_args()
     if args.library_worker:
         library_worker(args.threads, args.extra_buffers)
@@ -195,7 +200,7 @@ def main() -> None:
     procs, workdir = Processes(), Path(tempfile.mkdtemp(prefix="modelmart-local-bench-"))
     try:
         summary = compare(args.rounds, args.max_tokens, workdir, procs, args.threads,
-                          args.extra_buffers)
+                          args.extra_buffers, options=args.options)
     finally:
         procs.stop_all()
     print(json.dumps(summary, indent=1))

@@ -252,11 +252,13 @@ async def test_closing_a_stream_stops_generation_and_frees_the_model(local):
         deltas += isinstance(event, TextDelta)
         if deltas == 3:
             break
+    at_close = usage.output_tokens
     await stream.aclose()
     after = await asyncio.wait_for(local.complete(ask("Say hi.", max_tokens=5)), 30)
     assert after.usage.output_tokens > 0
-    # Generation stopped within a token or two of the close, and was counted.
-    assert 3 <= usage.output_tokens <= 6
+    # Generation stopped within a token or two of the close, and was counted (a delta may
+    # carry several tokens: they are paced, stream_interval_ms).
+    assert 3 <= at_close <= usage.output_tokens <= at_close + 2 < 400
     assert usage.input_tokens > 0
 
 

@@ -15,6 +15,7 @@ from modelmart.core.ids import new_id
 from modelmart.core.types import MessageStart, Request, Response, StreamEvent, Usage
 
 from ..base import Provider, ProviderConfig
+from ..streaming import flatten
 from .embed import Embedder
 from .generate import Plan, generate
 from .model import LoadedModel, LocalOptions
@@ -52,21 +53,42 @@ class LocalProvider(Provider):
         async with aclosing(self.stream(request)) as events:
             return await collect(events)
 
-    async def stream(
+    def stream(self, request: Request, *, usage: Usage | None = None
+               ) -> AsyncIterator[StreamEvent]:
+        """Canonical events of one answer, one by one (see ``stream_batches``)."""
+        return flatten(self.stream_batches(request, usage=usage))
+
+    async def stream_batches(
         self, request: Request, *, usage: Usage | None = None
-    ) -> AsyncIterator[StreamEvent]:
-        """Canonical events of one answer. ``usage``, when given, is kept up to date while
-        tokens are sampled, so a caller that stops early still knows what was generated."""
+    ) -> AsyncIterator[list[StreamEvent]]:
+        """Canonical events of one answer, a batch for the tokens the model thread handed
+        over together (their text in one delta), the first with the message's start.
+        ``usage``, when given, is kept up to date while tokens are sampled, so a caller
+        that stops early still knows what was generated."""
         model = self._loaded()
         plan = await asyncio.to_thread(make_plan, model, request, self.options, self.name)
         usage = usage if usage is not None else Usage()
         usage.input_tokens = len(plan.prompt_tokens)
-        job = Job(partial(_work, model, plan, usage))
+        job = Job(partial(_work, model, plan, usage), self.options.stream_interval_ms / 1000)
         self._thread.submit(job)  # raises Overloaded at once when the line is full
         try:
-            async with aclosing(_events(job, plan, usage, self.name)) as events:
-                async for event in events:
-                    yield event
+            start: list[StreamEvent] = [MessageStart(new_id("msg_"), self.name,
+                                                     Usage(input_tokens=usage.input_tokens),
+                                                     int(time.time()))]
+            shaper = Shaper(plan.tool_names, plan.forced_tool)
+            async for items in job.batches():
+                events = start
+                start = []
+                last = items[-1]
+                text = "".join(items) if type(last) is str else "".join(items[:-1])
+                if text:
+                    events += shaper.feed(text)
+                if type(last) is not str:
+                    if last is None:  # cancelled; only seen if the consumer still reads
+                        return
+                    events += shaper.finish(last, usage)
+                if events:
+                    yield events
         finally:
             job.cancel.set()  # the consumer stopped (or we are done): free the model thread
 
@@ -126,13 +148,3 @@ def _work(model: LoadedModel, plan: Plan, usage: Usage, job: Job):
     return generate(model.llama, plan, usage, job.cancel, job.send)
 
 
-async def _events(job: Job, plan: Plan, usage: Usage, name: str) -> AsyncIterator[StreamEvent]:
-    yield MessageStart(new_id("msg_"), name, Usage(input_tokens=usage.input_tokens),
-                       int(time.time()))
-    shaper = Shaper(plan.tool_names, plan.forced_tool)
-    async for item in job.items():
-        if item is None:  # cancelled; only seen if the consumer is somehow still reading
-            return
-        events = shaper.feed(item) if isinstance(item, str) else shaper.finish(item, usage)
-        for event in events:
-            yield event

@@ -23,30 +23,86 @@ class Failed:
 
 class Job:
     """One request's generation. The model thread sends items (text pieces, then a final
-    result or ``Failed``) to the event loop through an asyncio queue."""
+    result or ``Failed``); the event loop takes whatever has arrived as one batch.
 
-    def __init__(self, work: Callable[["Job"], Any]) -> None:
+    The loop is woken only when it waits for an item: each wake-up is a write to the
+    loop's self-pipe and a context switch, which on a small machine take the CPU from the
+    inference threads (llama.cpp's threads wait for one another at every step, so one
+    preempted thread stalls them all). With ``pace`` (seconds), text that arrives within
+    ``pace`` of the last batch waits for the next one, so a fast model's tokens leave a
+    few at a time; the first token, and the end, never wait."""
+
+    def __init__(self, work: Callable[["Job"], Any], pace: float = 0.0) -> None:
         self.work = work
         self.cancel = threading.Event()
         self._loop = asyncio.get_running_loop()
-        self._items: asyncio.Queue[Any] = asyncio.Queue()
+        self._lock = threading.Lock()
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future | None = None  # set while the loop waits
+        self._pacing = False  # the loop waits out ``pace``: only an end wakes it
+        self._pace = pace
 
     def send(self, item: Any) -> None:
         """Called from the model thread."""
+        with self._lock:
+            self._items.append(item)
+            waiter = self._waiter
+            if waiter is None or (self._pacing and type(item) is str):
+                return
+            self._waiter = None
         try:
-            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+            self._loop.call_soon_threadsafe(_wake, waiter)
         except RuntimeError:  # the loop is closed: nobody is listening any more
             self.cancel.set()
 
-    async def items(self) -> AsyncIterator[Any]:
-        """Text pieces, then the final result; raises what the work raised."""
+    async def batches(self) -> AsyncIterator[list[Any]]:
+        """Lists of the items that arrived together: text pieces, the last list ending with
+        the final result; raises what the work raised, after the text before it."""
+        loop = self._loop
         while True:
-            item = await self._items.get()
-            if isinstance(item, Failed):
-                raise item.error
-            yield item
-            if not isinstance(item, str):
+            with self._lock:
+                items, self._items = self._items, []
+                if not items:
+                    self._waiter = waiter = loop.create_future()
+                    self._pacing = False
+            if not items:
+                await waiter
+                continue
+            last = items[-1]
+            if type(last) is Failed:
+                if len(items) > 1:
+                    yield items[:-1]
+                raise last.error
+            yield items
+            if type(last) is not str:
                 return
+            if self._pace:
+                await self._wait_pace(loop)
+
+    async def _wait_pace(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            if self._items and type(self._items[-1]) is not str:
+                return  # the end is here already
+            self._waiter = waiter = loop.create_future()
+            self._pacing = True
+        timer = loop.call_later(self._pace, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            with self._lock:
+                self._waiter, self._pacing = None, False
+
+    async def items(self) -> AsyncIterator[Any]:
+        """Item by item: text pieces, then the final result."""
+        async for batch in self.batches():
+            for item in batch:
+                yield item
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class ModelThread:
