@@ -21,6 +21,7 @@ from modes import EXTRA_CONCURRENCY, MODES
 
 REF = "upstream"
 MM, MM2, LITELLM, FLOOR = "modelmart", "modelmart-w2", "litellm", "passthrough"
+REDIS = "modelmart-redis"
 
 
 # ---- machine and versions ---------------------------------------------------------------
@@ -339,6 +340,12 @@ def goals(results: dict) -> list[str]:
     rows.append((f"real-shape stream within 5% of the simplified chunks (modelmart, c={conc}, "
                  "req/s) (#15)", "≥ 95%", "—" if r is None else f"{r:.1%}",
                  verdict(None if r is None else r >= 0.95)))
+    for mode in main_modes(results):
+        r = _ratio(_cell(results, REDIS, mode, conc) and _cell(results, REDIS, mode, conc)["rps"],
+                   _cell(results, MM, mode, conc) and _cell(results, MM, mode, conc)["rps"])
+        rows.append((f"limits in Redis ÷ in-process limits, one replica ({mode}, c={conc}, "
+                     "req/s) (#15)", "≥ 85%", "—" if r is None else f"{r:.1%}",
+                     verdict(None if r is None else r >= 0.85)))
     local = results.get("local_model") or {}
     r = (local.get("ratio") or {}).get("median")
     rows.append(("bundled model through the gateway ÷ llama-cpp-python alone, tokens/s (#15)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -222,9 +223,24 @@ def _base_source(workdir: Path) -> tuple[Path, str]:
     return tree / "src", rev.stdout.strip()
 
 
-def start_modelmart(workers: int, base: bool = False) -> Callable[[Context], Running]:
+def _start_redis(ctx: Context, home: Path) -> str:
+    """A Redis of the run's own (no persistence, ``noeviction`` as the README asks)."""
+    if shutil.which("redis-server") is None:
+        raise NotAvailable("redis-server is not installed (Debian: redis-server)")
+    port = free_port()
+    log = home / "redis.log"
+    proc = ctx.procs.start(["redis-server", "--port", str(port), "--bind", HOST, "--save", "",
+                            "--appendonly", "no", "--dir", str(home),
+                            "--maxmemory-policy", "noeviction"], log)
+    wait_listening(port, proc, timeout=30, log=log)
+    return f"redis://{HOST}:{port}/0"
+
+
+def start_modelmart(workers: int, base: bool = False,
+                    redis: bool = False) -> Callable[[Context], Running]:
     """``modelmart serve``: this checkout's, or (``base``) the commit ``--base`` names, run
-    from its own source with the same settings, so a run pairs the two."""
+    from its own source with the same settings, so a run pairs the two; with ``redis``, its
+    limits and budgets in a Redis of its own (as replicas share them)."""
     def start(ctx: Context) -> Running:
         home = Path(tempfile.mkdtemp(prefix=f"modelmart-w{workers}-", dir=ctx.workdir))
         catalog = home / "modelmart.yaml"
@@ -233,6 +249,9 @@ def start_modelmart(workers: int, base: bool = False) -> Callable[[Context], Run
         log = home / "modelmart.log"
         headers, notes = {}, [f"{workers} worker{'s' if workers > 1 else ''}, its own server and "
                               "upstream client (uvloop + httptools)"]
+        if redis:
+            env["MODELMART_REDIS_URL"] = _start_redis(ctx, home)
+            notes.append("rate limits and budgets in Redis (leased quota)")
         if base:
             src, rev = _base_source(ctx.workdir)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src),
@@ -268,6 +287,8 @@ TARGETS = [
     Target("litellm", "LiteLLM proxy", start_litellm, open_streams_check=True),
     Target("modelmart", "modelmart (1 worker)", start_modelmart(1), open_streams_check=True),
     Target("modelmart-w2", "modelmart (2 workers)", start_modelmart(2), main_only=True),
+    Target("modelmart-redis", "modelmart, limits in Redis (1 worker)",
+           start_modelmart(1, redis=True), main_only=True),
     # Only with --base REF: the same gateway at an earlier commit, in the same run.
     Target("modelmart-base", "modelmart at --base (1 worker)", start_modelmart(1, base=True),
            open_streams_check=True),
