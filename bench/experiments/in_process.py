@@ -2,7 +2,7 @@
 over ASGI, its provider answering at once (JSON: a canned response; stream: the bench's
 12-event SSE body through the real decoder). Deterministic, so good for ranking functions:
 
-    python bench/experiments/in_process.py json|stream [--profile]   # SHAPE=simple|long
+    python bench/experiments/in_process.py json|stream [--profile]   # SHAPE=simple|long, BIG=1
 """
 
 from __future__ import annotations
@@ -68,8 +68,13 @@ async def main(mode: str, profile: bool, folder: str, db: str, key: str,
 
     provider.complete = complete
     provider.stream_batches = lambda req: sse_batches(_open_body, openai_chat.StreamDecoder(True))
+    # BIG=1: the bench's 200 KB prompt (mode "big") instead of a short one
+    prompt = "Say hello"
+    if os.environ.get("BIG"):
+        from modes import big_prompt
+        prompt = big_prompt() + "\n\nSay hello"
     body = orjson.dumps({"model": "gpt-4o-mini", "max_tokens": 16, "stream": mode == "stream",
-                         "messages": [{"role": "user", "content": "Say hello"}]})
+                         "messages": [{"role": "user", "content": prompt}]})
     headers = [(b"host", b"x"), (b"authorization", b"Bearer " + key.encode()),
                (b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
