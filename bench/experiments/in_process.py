@@ -78,11 +78,16 @@ async def main(mode: str, profile: bool, folder: str, db: str, key: str,
     headers = [(b"host", b"x"), (b"authorization", b"Bearer " + key.encode()),
                (b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
-    message = {"type": "http.request", "body": body, "more_body": False}
+    split = int(os.environ.get("SPLIT", 0))  # SPLIT=65536: the body in pieces, as a server reads it
+    pieces = ([body[i:i + split] for i in range(0, len(body), split)] if split else [body])
     sent: list[dict] = []
+    queue: list[dict] = []
 
     async def receive():
-        return message
+        if not queue:
+            queue.extend({"type": "http.request", "body": b, "more_body": True} for b in pieces)
+            queue[-1]["more_body"] = False
+        return queue.pop(0)
 
     async def send(m):
         sent.append(m)
