@@ -85,15 +85,22 @@ def test_a_batch_killed_halfway_resumes_and_answers_each_request_once(tmp_path):
         # is locked. The kill leaves them running, with their ledger rows in the journal.
         lock = sqlite3.connect(db_path, isolation_level=None, timeout=30)
         lock.execute("BEGIN IMMEDIATE")
-        time.sleep(0.5)
+
+        def running() -> set[str]:
+            with sqlite3.connect(db_path, timeout=30) as conn:  # WAL: readers are not blocked
+                return {rid for (rid,) in conn.execute(
+                    "SELECT request_id FROM batch_requests WHERE state = 'running'")}
+        # Kill once some answers are billed but not stored (on a loaded machine that can
+        # take longer than the half second it takes on a quiet one).
+        poll(lambda: running() & _journal_ids(journal), 30, 0.05,
+             "an answer journaled while the database is locked")
+        time.sleep(0.2)
         server.kill9()
         lock.execute("ROLLBACK")
         lock.close()
         assert at_kill.completed < REQUESTS
         sent_before = len(fake.received)
-        with sqlite3.connect(db_path) as conn:
-            cut_off = {rid for (rid,) in conn.execute(
-                "SELECT request_id FROM batch_requests WHERE state = 'running'")}
+        cut_off = running()
         # Answered and billed (journaled; the ledger writer may yet insert them), but the
         # answer not stored.
         billed_not_stored = cut_off & _journal_ids(journal)
