@@ -122,3 +122,32 @@ def test_an_upgrade_request_with_a_body_is_refused_after_the_request_before_it(s
     first, refused = responses(data)
     assert first[0].startswith(b"HTTP/1.1 200") and first[1] == b"part0;part1;part2;"
     assert refused[0].startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_large_body_of_declared_length_is_parsed_in_one_go_and_nothing_ahead(server,
+                                                                                 monkeypatch):
+    # A 300 KB body with a pipelined request behind it, sent in one write: the body is
+    # parsed in a slice that ends where it ends (not in 4 KiB slices: 75 parser calls cost
+    # a 200 KB prompt 63 µs of CPU), and the request behind it is still answered after.
+    from modelmart.server import parsing
+
+    calls = []
+    original = parsing.RequestParser._parse
+
+    def counting(self, chunk, body=False):
+        calls.append((len(chunk), body))
+        return original(self, chunk, body)
+
+    monkeypatch.setattr(parsing.RequestParser, "_parse", counting)
+    payload = b"x" * 300_000
+    data = exchange(server.port, b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n"
+                    % len(payload) + payload + b"GET /health HTTP/1.1\r\nhost: x\r\n"
+                    b"connection: close\r\n\r\n", quiet=1.0)
+    (head1, body1), (head2, _) = responses(data)
+    assert head1.startswith(b"HTTP/1.1 200") and body1 == str(len(payload)).encode()
+    assert head2.startswith(b"HTTP/1.1 200")
+    # however the kernel split the bytes: a few body slices, never 4 KiB ones
+    body_slices = [n for n, body in calls if body]
+    assert sum(body_slices) + sum(n for n, body in calls if not body) >= len(payload)
+    assert len(calls) <= 2 * 40 and all(n > parsing.SLICE for n in body_slices)
+    assert sum(body_slices) > len(payload) // 2

@@ -37,7 +37,7 @@ class RequestParser(asyncio.Protocol):
     __slots__ = ("server", "loop", "limits", "parser", "client", "local", "url", "headers",
                  "head_bytes", "expect_continue", "in_body", "stalled", "max_stall", "error",
                  "cycle", "read_paused", "reading", "stash", "head_since", "fresh",
-                 "extension")
+                 "extension", "body_left")
 
     def __init__(self, server: "Server") -> None:
         self.server = server
@@ -60,6 +60,7 @@ class RequestParser(asyncio.Protocol):
         self.head_since = server.now       # a head is under way (or due: a new connection)
         self.fresh = True                  # no byte received yet
         self.extension: dict | None = None  # the modelmart.disconnect extension
+        self.body_left = 0                 # of a declared content-length, not yet parsed
 
     def _feed(self, data: bytes) -> None:
         size = len(data)
@@ -67,14 +68,28 @@ class RequestParser(asyncio.Protocol):
             self._parse(data)
             return
         view = memoryview(data)
-        for start in range(0, size, SLICE):
-            if not self._parse(view[start:start + SLICE]):
+        start = 0
+        while start < size:
+            # Inside a body of declared length, a slice runs to the body's end (or to
+            # SLICE past the mark that holds reading): it is all body, so a pause is no
+            # later than elsewhere and nothing past the request is parsed ahead. A 200 KB
+            # body in 4 KiB slices cost 50 parser calls and 63 µs more CPU a request.
+            left = self.body_left
+            if left > SLICE and self.in_body:
+                room = self.limits.body_high_water - self.cycle.unread
+                end = start + min(left, max(SLICE, room))
+                if not self._parse(view[start:end], body=True):
+                    return
+            else:
+                end = start + SLICE
+                if not self._parse(view[start:end]):
+                    return
+            if self.read_paused and end < size:
+                self.stash = bytes(view[end:])
                 return
-            if self.read_paused and start + SLICE < size:
-                self.stash = bytes(view[start + SLICE:])
-                return
+            start = end
 
-    def _parse(self, chunk) -> bool:
+    def _parse(self, chunk, body: bool = False) -> bool:
         try:
             self.parser.feed_data(chunk)
         except httptools.HttpParserUpgrade:
@@ -87,6 +102,8 @@ class RequestParser(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._parse_failed(*(self.error or (400, f"Malformed HTTP request: {exc}".encode())))
             return False
+        if body:  # every byte of it was body: progress
+            return True
         self.stalled += len(chunk)
         if self.stalled > self.max_stall:
             # Bytes with no header, body or end of message among them: a huge header line,
@@ -150,6 +167,15 @@ class RequestParser(asyncio.Protocol):
             "path": path, "raw_path": raw_path, "query_string": parsed.query or b"",
             "headers": headers, "extensions": {DISCONNECT_EXTENSION: self.extension},
         }
+        self.body_left = 0
+        if not any(n == b"transfer-encoding" for n, _ in headers):
+            for n, v in headers:
+                if n == b"content-length":
+                    try:
+                        self.body_left = int(v)  # llhttp has checked it
+                    except ValueError:
+                        pass
+                    break
         cycle = Cycle(self, scope, keep_alive, version == "1.0", self.expect_continue)
         if server.extras:
             self._extras(scope, cycle)
@@ -173,6 +199,7 @@ class RequestParser(asyncio.Protocol):
         cycle = self.cycle
         cycle.body.append(body)
         cycle.unread += len(body)
+        self.body_left -= len(body)
         self.stalled = 0
         if cycle.unread > self.limits.body_high_water:
             self._hold()
@@ -180,6 +207,7 @@ class RequestParser(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         cycle = self.cycle
+        self.body_left = 0
         cycle.body_done = True
         self.in_body = False
         self.stalled = 0
