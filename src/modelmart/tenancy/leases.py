@@ -17,7 +17,8 @@ size (up to ``MAX_LEASE``) whenever requests had to wait for a trip while it hel
 coordinator lets a worker hold at most 1/16 of the room left divided among the workers
 (counting what it already holds), and a worker makes one trip at a time for a set of
 windows and a second (requests that find its lease short wait for that trip, then look
-again; if it fails, they fail with it), counting what other trips under way have asked for
+again; if it fails, they fail with it; a request whose second is already over asks for
+itself at once), counting what other trips under way have asked for
 (keys of one customer share its windows): a window near its limit leases nothing and is
 exact; far from it, a request can be refused while that much is still unused elsewhere,
 for the rest of that second. A trip's answer is filed even if its request was cancelled
@@ -79,6 +80,14 @@ class Leases:
             self._roll(second)
         keys = tuple(name for name, _, _ in items)
         while True:
+            if second < self.second:
+                # Its second ended before it got here (a busy loop) or while it waited for
+                # a trip: nothing is leased for it any more, so it asks for itself at once.
+                # Queued behind one another's trips (one at a time for a set of windows),
+                # such requests waited seconds at concurrency 256.
+                alone = asyncio.get_running_loop().create_future()
+                alone.add_done_callback(_retrieved)
+                return await self._trip(keys, alone, items, [None] * len(keys), second)
             current = second == self.second
             got = [self.held.get(name) for name in keys] if current else [None] * len(keys)
             if all(h is not None and h[0] >= amount and h[1] + amount <= limit
@@ -138,7 +147,8 @@ class Leases:
                     asking.set_result(None)
             raise
         finally:
-            del self._asking[second, keys]
+            if self._asking.get((second, keys)) is asking:
+                del self._asking[second, keys]
             if not asking.done():
                 asking.set_result(None)
         return result
